@@ -1,0 +1,165 @@
+"""From waveform to words: features, the network's streaming step, endpointing and decoding.
+
+One ``Recognizer`` holds the shared model; each ``Stream`` owns its own explicit state (feature
+buffer, network state, the current segment's log-probs). Whole files go through the same streaming
+path in bounded chunks, so a long file needs bounded memory and comes out already split into
+segments at pauses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .checkpoint import ModelBundle
+from .config import DecodingConfig
+from .ctc import FRAME_SECONDS, BeamSearch, Transcript, Word, WordScorer, greedy_decode
+from .features import FbankExtractor, StreamingFbank
+from .network import RECEPTIVE_FIELD
+
+ENDPOINT_SECONDS = 0.6  # a pause this long after speech closes a segment (Vosk/Kaldi use 0.5-1.0 s)
+MAX_SEGMENT_SECONDS = 30.0  # bounds a segment's memory and latency when nobody pauses
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...]
+
+
+class Recognizer:
+    """The shared, read-only part: model, feature extractor and decoding settings."""
+
+    def __init__(self, bundle: ModelBundle, decoding: DecodingConfig | None = None, lm: WordScorer | None = None):
+        self.bundle = bundle
+        self.network = bundle.network.eval()
+        self.extractor = FbankExtractor(bundle.features)
+        self.decoding = decoding or bundle.decoding
+        self.lm = lm
+
+    @property
+    def sample_rate(self) -> int:
+        return self.bundle.features.sample_rate
+
+    def decode(self, log_probs: torch.Tensor, frame_offset: int = 0, hotwords: Sequence[str] = ()) -> Transcript:
+        if self.decoding.beam_size <= 1 and not hotwords and self.lm is None:
+            return greedy_decode(log_probs, self.bundle.vocab, frame_offset)
+        cfg = dataclasses.replace(self.decoding, hotwords=tuple(self.decoding.hotwords) + tuple(hotwords))
+        return BeamSearch(self.bundle.vocab, cfg, self.lm).decode(log_probs, frame_offset)
+
+    def stream(self, hotwords: Sequence[str] = (), endpoint_seconds: float = ENDPOINT_SECONDS) -> Stream:
+        return Stream(self, hotwords, endpoint_seconds)
+
+    def transcribe_chunks(self, chunks: Iterable[np.ndarray], hotwords: Sequence[str] = ()) -> list[Segment]:
+        stream = self.stream(hotwords)
+        segments: list[Segment] = []
+        for chunk in chunks:
+            segments.extend(stream.accept(chunk))
+        segments.extend(stream.finish())
+        return segments
+
+    def transcribe(self, waveform: np.ndarray, hotwords: Sequence[str] = ()) -> list[Segment]:
+        return self.transcribe_chunks([waveform], hotwords)
+
+
+class Stream:
+    """One live stream. ``accept`` audio, read ``partial()``, get ``Segment``s at each pause."""
+
+    def __init__(self, recognizer: Recognizer, hotwords: Sequence[str], endpoint_seconds: float):
+        self.rec = recognizer
+        self.hotwords = tuple(hotwords)
+        self.fbank = StreamingFbank(recognizer.extractor)
+        self.state = recognizer.network.initial_state(1)
+        self.endpoint_frames = max(1, round(endpoint_seconds / FRAME_SECONDS))
+        self.max_frames = round(MAX_SEGMENT_SECONDS / FRAME_SECONDS)
+        self.segment_start = 0  # output frame where the current segment starts
+        self.log_probs: list[torch.Tensor] = []  # the current segment's (t, V) pieces
+        self.next_id = 0
+        self.samples_seen = 0
+
+    @property
+    def seconds(self) -> float:
+        return self.samples_seen / self.rec.sample_rate
+
+    def _frames(self) -> torch.Tensor:
+        if not self.log_probs:
+            return torch.zeros(0, len(self.rec.bundle.vocab))
+        if len(self.log_probs) > 1:
+            self.log_probs = [torch.cat(self.log_probs)]
+        return self.log_probs[0]
+
+    def accept(self, samples: np.ndarray) -> list[Segment]:
+        samples = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self.samples_seen += samples.size
+        feats = self.fbank.accept(torch.from_numpy(samples))
+        if feats.shape[0] == 0:
+            return []
+        with torch.inference_mode():
+            out, self.state = self.rec.network.step(feats.unsqueeze(0), self.state)
+        if out.shape[1]:
+            self.log_probs.append(out[0])
+        return self._endpoints()
+
+    def _endpoints(self) -> list[Segment]:
+        frames = self._frames()
+        if frames.shape[0] == 0:
+            return []
+        best = frames.argmax(dim=-1)
+        speech = (best != 0) & (best != self.rec.bundle.vocab.space_id)
+        if not bool(speech.any()):
+            # Only silence so far: drop it, keep the segment start moving, hold no memory.
+            self.segment_start += frames.shape[0]
+            self.log_probs = []
+            return []
+        last_speech = int(speech.nonzero()[-1])
+        trailing = frames.shape[0] - 1 - last_speech
+        if trailing >= self.endpoint_frames or frames.shape[0] >= self.max_frames:
+            return self._close(frames.shape[0])
+        return []
+
+    def _close(self, n_frames: int) -> list[Segment]:
+        frames = self._frames()[:n_frames]
+        rest = self._frames()[n_frames:]
+        t = self.rec.decode(frames, self.segment_start, self.hotwords)
+        start, end = self.segment_start * FRAME_SECONDS, (self.segment_start + n_frames) * FRAME_SECONDS
+        self.segment_start += n_frames
+        self.log_probs = [rest] if rest.shape[0] else []
+        if not t.text:
+            return []
+        if t.words:
+            start, end = t.words[0].start, t.words[-1].end
+        seg = Segment(self.next_id, round(start, 3), round(end, 3), t.text, t.words)
+        self.next_id += 1
+        return [seg]
+
+    def partial(self) -> str:
+        """Greedy text of the open segment: cheap enough to send after every chunk."""
+        return greedy_decode(self._frames(), self.rec.bundle.vocab).text
+
+    def finish(self) -> list[Segment]:
+        """End of audio: flush the front end with silence-free padding and close the last segment."""
+        tail = self.fbank.pending
+        if tail.numel():
+            # Zero-pad the last partial analysis window so the final 25 ms are not dropped.
+            pad = self.rec.extractor.cfg.window_size - tail.numel()
+            if pad > 0:
+                self.accept(np.zeros(pad, dtype=np.float32))
+                self.samples_seen -= pad
+        pending = self.state.pending.shape[1]
+        if pending:
+            # The front end needs 7 frames of context: pad with the feature mean (zero after
+            # normalisation) so the last frames are emitted.
+            fill = self.rec.network.feat_mean.expand(1, RECEPTIVE_FIELD - 1, -1)
+            with torch.inference_mode():
+                out, self.state = self.rec.network.step(fill, self.state)
+            if out.shape[1]:
+                self.log_probs.append(out[0])
+        n = self._frames().shape[0]
+        return self._close(n) if n else []
