@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "train": ("model.training.cli_train", "train or fine-tune a model from JSONL manifests"),
     "eval": ("model.training.cli_eval", "WER, CER and real-time factor of a model on JSONL manifests"),
     "plot": ("model.training.cli_plot", "draw a run's loss and WER curves as a PNG"),
+    "lm": ("model.cli_lm", "build or evaluate an n-gram word language model"),
     "bench": ("model.bench", "speed, latency and memory benchmarks"),
 }
 

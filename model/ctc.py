@@ -73,7 +73,7 @@ def greedy_emissions(log_probs: torch.Tensor) -> list[Emission]:
     best_lp, best = log_probs.max(dim=-1)
     out: list[Emission] = []
     prev = 0
-    for t, (sym, lp) in enumerate(zip(best.tolist(), best_lp.tolist())):
+    for t, (sym, lp) in enumerate(zip(best.tolist(), best_lp.tolist(), strict=True)):
         if sym != 0 and sym != prev:
             out.append(Emission(sym, t, math.exp(lp)))
         prev = sym
@@ -120,6 +120,13 @@ class _Beam:
     @property
     def total(self) -> float:
         return _logaddexp(self.blank, self.non_blank)
+
+
+def _entry(beams: dict[tuple[int, ...], _Beam], prefix: tuple[int, ...], emissions: tuple[Emission, ...]) -> _Beam:
+    beam = beams.get(prefix)
+    if beam is None:
+        beam = beams[prefix] = _Beam(emissions=emissions)
+    return beam
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -173,17 +180,10 @@ class BeamSearch:
             threshold = max(lp) + self.cfg.prune_log_prob
             candidates = [s for s in range(1, len(lp)) if lp[s] >= threshold]
             nxt: dict[tuple[int, ...], _Beam] = {}
-
-            def get(prefix: tuple[int, ...], emissions: tuple[Emission, ...]) -> _Beam:
-                beam = nxt.get(prefix)
-                if beam is None:
-                    beam = nxt[prefix] = _Beam(emissions=emissions)
-                return beam
-
             for prefix, beam in beams.items():
                 total = beam.total
                 # Stay on the same prefix through a blank, or by repeating the last symbol.
-                b = get(prefix, beam.emissions)
+                b = _entry(nxt, prefix, beam.emissions)
                 b.blank = _logaddexp(b.blank, total + lp[0])
                 if prefix:
                     b.non_blank = _logaddexp(b.non_blank, beam.non_blank + lp[prefix[-1]])
@@ -192,7 +192,7 @@ class BeamSearch:
                         continue  # no leading or doubled spaces: they carry no words
                     new_prefix = prefix + (s,)
                     e = Emission(s, t, math.exp(lp[s]))
-                    nb = get(new_prefix, beam.emissions + (e,))
+                    nb = _entry(nxt, new_prefix, beam.emissions + (e,))
                     # A repeated symbol needs a blank in between to count twice.
                     src = beam.blank if prefix and prefix[-1] == s else total
                     nb.non_blank = _logaddexp(nb.non_blank, src + lp[s])

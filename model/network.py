@@ -85,7 +85,9 @@ class Network(nn.Module):
                 h0 = None if hidden is None else hidden[i : i + 1].contiguous()
                 y, h = self.block(i)(y, h0)
             else:
-                hc = None if hidden is None else (hidden[i : i + 1].contiguous(), cell[i : i + 1].contiguous())  # type: ignore[index]
+                hc = None
+                if hidden is not None and cell is not None:
+                    hc = (hidden[i : i + 1].contiguous(), cell[i : i + 1].contiguous())
                 y, (h, c) = self.block(i)(y, hc)
                 new_c.append(c)
             new_h.append(h)
