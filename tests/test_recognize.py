@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from model.audio import load_audio
+from model.checkpoint import ModelBundle, load_model
+from model.config import NetworkConfig
+from model.ctc import greedy_decode
+from model.network import SUBSAMPLING, Network
+from model.recognize import Recognizer
+from model.state import StreamState
+from model.tokens import Vocabulary
+
+
+class LoudnessNetwork(Network):
+    """Emits 'a' for each loud 40 ms frame and blank for quiet ones: a scripted acoustic model
+    that makes endpointing and timing testable without training anything."""
+
+    def step(self, chunk, state):
+        buf = torch.cat([state.pending, chunk], dim=1)
+        n = buf.shape[1] // SUBSAMPLING
+        frames = buf[:, : n * SUBSAMPLING].reshape(buf.shape[0], n, SUBSAMPLING * buf.shape[2]).mean(dim=2)
+        out = torch.full((buf.shape[0], n, self.cfg.vocab_size), -20.0)
+        # Loud frames alternate 'a' and blank, so a loud run reads as one word "aaa..." whose first and
+        # last letters mark where the sound starts and ends.
+        even = (torch.arange(n) + state.frames_out) % 2 == 0
+        loud = (frames > 5.0) & even
+        out[..., 0] = torch.where(loud, -20.0, 0.0)
+        out[..., 3] = torch.where(loud, 0.0, -20.0)  # 'a'
+        return out, StreamState(buf[:, n * SUBSAMPLING :], state.hidden, state.cell, state.frames_out + n)
+
+
+def _scripted_recognizer() -> Recognizer:
+    cfg = NetworkConfig(hidden=8, conv_channels=2, depth=1)
+    bundle = ModelBundle(LoudnessNetwork(cfg).eval(), load_model().features, Vocabulary())
+    return Recognizer(bundle)
+
+
+def _tone(seconds: float) -> np.ndarray:
+    t = np.arange(int(16000 * seconds)) / 16000
+    return (0.5 * np.sin(2 * np.pi * 500 * t)).astype(np.float32)
+
+
+def test_pauses_split_segments_with_times_from_stream_start():
+    rec = _scripted_recognizer()
+    audio = np.concatenate([np.zeros(8000, np.float32), _tone(0.5), np.zeros(16000, np.float32), _tone(0.3)])
+    stream = rec.stream()
+    segments = []
+    for i in range(0, audio.size, 1600):  # 100 ms chunks
+        segments += stream.accept(audio[i : i + 1600])
+        if not segments:
+            assert set(stream.partial()) <= {"a"}
+    assert len(segments) == 1  # the first pause closed the first segment while streaming
+    segments += stream.finish()
+    assert [set(s.text) for s in segments] == [{"a"}, {"a"}]
+    assert abs(segments[0].start - 0.5) <= 0.08 and abs(segments[0].end - 1.0) <= 0.08
+    assert abs(segments[1].start - 2.0) <= 0.08 and abs(segments[1].end - 2.3) <= 0.08
+    assert stream.seconds == audio.size / 16000
+
+
+def test_silence_holds_no_log_probs():
+    rec = _scripted_recognizer()
+    stream = rec.stream()
+    for _ in range(50):
+        assert stream.accept(np.zeros(16000, np.float32)) == []
+    assert stream.log_probs == []
+    assert stream.finish() == []
+
+
+def test_stream_equals_offline_network_output(fixtures_dir):
+    bundle = load_model()
+    rec = Recognizer(bundle)
+    audio = load_audio(fixtures_dir / "utt01.flac")
+    stream = rec.stream(endpoint_seconds=1e6)  # no endpoint: one segment holds the whole utterance
+    for i in range(0, audio.size, 3200):
+        stream.accept(audio[i : i + 3200])
+    streamed = stream._frames().clone()
+    feats = rec.extractor(torch.from_numpy(audio))
+    with torch.inference_mode():
+        whole, _ = bundle.network(feats[None], torch.tensor([feats.shape[0]]))
+    assert torch.allclose(streamed, whole[0], atol=1e-4)
+    assert greedy_decode(streamed, bundle.vocab).text == greedy_decode(whole[0], bundle.vocab).text
