@@ -561,6 +561,8 @@ def synthesize(jobs: Sequence[Job], out_dir: Path, manifest_name: str, config: S
             if since_flush >= config.flush_every:
                 flush()
                 since_flush = 0
+                log.info("%s: %d utterances, %.2f h (%d made, %d failed this run)",
+                         manifest, len(rows), seconds / 3600, report.made, report.failed)
             if stop_at_hours is not None and seconds >= stop_at_hours * 3600:
                 log.info("reached %.2f h: stopping", seconds / 3600)
                 break
