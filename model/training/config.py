@@ -1,0 +1,217 @@
+"""The training run's configuration: one frozen dataclass per concern, built from CLI args and JSON.
+
+Precedence is defaults < ``--config FILE`` < flags given on the command line, so a config file can
+describe a recipe and a flag can still change one knob of it. The resolved config is written into
+the run folder and into every checkpoint, so a run can always say how it was made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ..config import NetworkConfig, to_dict
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """On-the-fly augmentation; each kind is switchable and applied with its own probability."""
+
+    speed: bool = True  # speed perturbation (Ko et al. 2015): the cheapest large gain for small corpora
+    speed_prob: float = 0.5  # half the time at 1.0x keeps the natural rate well represented
+    speed_factors: tuple[float, ...] = (0.9, 1.1)  # Ko et al.'s factors; one is drawn when perturbing
+    specaugment: bool = True  # SpecAugment (Park et al. 2019) masks on log-mel features
+    specaugment_prob: float = 0.8  # leave some batches clean so the model also sees whole spectra
+    freq_masks: int = 2  # LibriSpeech "LD" policy: two frequency masks...
+    freq_mask_width: int = 15  # ...of up to 15 of 80 bins (the paper's F=27 is for 80 bins at larger models)
+    time_masks: int = 2  # short utterances dominate our data: two masks...
+    time_mask_frames: int = 40  # ...of up to 0.4 s...
+    time_mask_max_fraction: float = 0.2  # ...but never more than 20% of an utterance each
+    noise: bool = True  # additive coloured Gaussian noise: no noise corpus ships with the project
+    noise_prob: float = 0.3
+    noise_snr_db: tuple[float, float] = (10.0, 35.0)  # from noisy room to near clean
+    gain: bool = True  # loudness changes: microphones and speakers vary by tens of dB
+    gain_prob: float = 0.5
+    gain_db: tuple[float, float] = (-15.0, 6.0)  # mostly quieter: clipping limits how much louder helps
+
+    def __post_init__(self) -> None:
+        for name in ("speed_prob", "specaugment_prob", "noise_prob", "gain_prob", "time_mask_max_fraction"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1]")
+        if any(f <= 0 for f in self.speed_factors):
+            raise ValueError("speed factors must be positive")
+
+    def disabled(self) -> AugmentConfig:
+        return AugmentConfig(speed=False, specaugment=False, noise=False, gain=False)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    train: tuple[str, ...]  # manifests, "a.jsonl" or "a.jsonl:WEIGHT" (oversampling)
+    out: str  # the run folder: checkpoints, metrics.jsonl, model.esm
+    valid: tuple[str, ...] = ()
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    max_steps: int | None = None  # either max_steps or epochs; max_steps wins when both are set
+    epochs: int | None = None
+    max_batch_seconds: float = 160.0  # padded audio per batch: fits 2 cores' caches, ~16 utterances of 10 s
+    max_batch_size: int = 64  # caps batches of very short clips (digits), whose padding is cheap anyway
+    max_utterance_seconds: float = 20.0  # longer ones are skipped: rare in our sets, and they dominate padding
+    lr: float = 1.5e-3  # peak learning rate; AdamW on a small GRU tolerates this after warm-up
+    min_lr_ratio: float = 0.05  # cosine decay ends at 5% of the peak rather than zero
+    warmup_steps: int = 300  # recurrent nets with CTC diverge easily in the first hundred steps
+    weight_decay: float = 0.01  # AdamW's default scale; the shared block is small enough not to need more
+    grad_clip: float = 5.0  # RNN gradients spike on long utterances; clipping keeps one batch from undoing many
+    seed: int = 0
+    threads: int = 2  # torch intra-op threads in the training process
+    workers: int = 1  # data-loading processes; one keeps decoding off the training cores' critical path
+    cache: bool = False  # keep decoded audio in memory across epochs (int16: 115 MB per hour)
+    log_every: int = 10  # steps between metrics.jsonl rows
+    valid_every: int = 500  # steps between validations (and one at the end)
+    valid_limit: int | None = None  # only the first N utterances of each --valid manifest
+    checkpoint_every: int = 500  # steps between resumable checkpoints
+    keep_checkpoints: int = 3  # older ones are deleted; one survivor is enough to resume after a bad write
+    stats_utterances: int = 200  # utterances sampled to estimate feature mean/std
+    codec: str = "kmeans4"  # codec of the exported RUN_DIR/model.esm
+    codebook_steps: int = 0  # trained quantisation: steps fine-tuning the kmeans4 codebooks after clustering
+    progress: bool = True  # the tqdm bar (rank 0 only)
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError("at least one --train manifest is needed")
+        if self.max_steps is None and self.epochs is None:
+            raise ValueError("give --max-steps or --epochs")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError("max_steps must be at least 1")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError("epochs must be at least 1")
+        if self.max_utterance_seconds > self.max_batch_seconds:
+            raise ValueError("max_utterance_seconds cannot exceed max_batch_seconds")
+        for name in ("log_every", "valid_every", "checkpoint_every", "keep_checkpoints", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        data = dict(data)
+        net = NetworkConfig.from_dict(data.pop("network", {}))
+        aug = _build(AugmentConfig, data.pop("augment", {}))
+        return _build(cls, {**data, "network": net, "augment": aug})
+
+
+def _build(cls, data: dict[str, Any]):
+    names = {f.name for f in fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+# CLI flag dest -> (section, field). Sections: "" = TrainConfig, "network", "augment".
+_NETWORK_FLAGS = ("hidden", "depth", "shared", "cell", "conv_channels", "dropout")
+_AUGMENT_FLAGS = tuple(f.name for f in fields(AugmentConfig))
+_TRAIN_FLAGS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("network", "augment"))
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Every TrainConfig knob as a flag; defaults are None so a --config file can fill them."""
+    d, n, a = TrainConfig.__dataclass_fields__, NetworkConfig(), AugmentConfig()
+
+    def default(name: str) -> Any:
+        f = d[name]
+        return f.default
+
+    g = parser.add_argument_group("data")
+    g.add_argument("--train", action="append", metavar="MANIFEST[:WEIGHT]",
+                   help="training manifest, repeatable; WEIGHT oversamples it (default 1)")
+    g.add_argument("--valid", action="append", metavar="MANIFEST", help="validation manifest, repeatable")
+    g.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, model.esm)")
+    g.add_argument("--config", help="JSON file of settings (same names as the flags, with underscores; "
+                   "'network' and 'augment' may be nested objects); flags given here win")
+    g.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"keep decoded audio in memory across epochs (default {default('cache')})")
+    g.add_argument("--workers", type=int, help=f"data-loading processes (default {default('workers')})")
+    for name, typ in (("max_batch_seconds", float), ("max_batch_size", int), ("max_utterance_seconds", float),
+                      ("valid_limit", int), ("stats_utterances", int)):
+        g.add_argument("--" + name.replace("_", "-"), type=typ, help=f"(default {default(name)})")
+
+    g = parser.add_argument_group("schedule")
+    length = g.add_mutually_exclusive_group()
+    length.add_argument("--max-steps", type=int, help="optimizer steps to run")
+    length.add_argument("--epochs", type=int, help="passes over the (weighted) training data")
+    for name, typ in (("lr", float), ("min_lr_ratio", float), ("warmup_steps", int), ("weight_decay", float),
+                      ("grad_clip", float), ("seed", int), ("threads", int), ("log_every", int),
+                      ("valid_every", int), ("checkpoint_every", int), ("keep_checkpoints", int),
+                      ("codebook_steps", int)):
+        g.add_argument("--" + name.replace("_", "-"), type=typ, help=f"(default {default(name)})")
+    g.add_argument("--codec", choices=("fp32", "int8", "kmeans4"), help=f"export codec (default {default('codec')})")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="show a progress bar")
+
+    g = parser.add_argument_group("model size")
+    g.add_argument("--hidden", type=int, help=f"recurrent width (default {n.hidden})")
+    g.add_argument("--depth", type=int, help=f"depth steps of the recurrent block (default {n.depth})")
+    g.add_argument("--shared", action=argparse.BooleanOptionalAction, default=None,
+                   help="one block reused at every depth step; --no-shared builds distinct blocks "
+                   f"(default {n.shared})")
+    g.add_argument("--cell", choices=("gru", "lstm"), help=f"recurrent cell (default {n.cell})")
+    g.add_argument("--conv-channels", type=int, help=f"front-end convolution channels (default {n.conv_channels})")
+    g.add_argument("--dropout", type=float, help=f"dropout between depth steps (default {n.dropout})")
+
+    g = parser.add_argument_group("augmentation")
+    for name in ("speed", "specaugment", "noise", "gain"):
+        g.add_argument("--" + name, action=argparse.BooleanOptionalAction, default=None,
+                       help=f"switch {name} augmentation (default {getattr(a, name)})")
+        g.add_argument(f"--{name}-prob", type=float,
+                       help=f"probability of {name} per utterance (default {getattr(a, name + '_prob')})")
+    g.add_argument("--no-augment", action="store_true", help="switch every augmentation off")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the --config JSON file, then the flags that were given."""
+    data: dict[str, Any] = {"network": {}, "augment": {}}
+    if getattr(args, "config", None):
+        try:
+            loaded = json.loads(Path(args.config).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f"cannot read --config {args.config}: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ValueError(f"--config {args.config}: expected a JSON object")
+        for key, value in loaded.items():
+            if key in ("network", "augment"):
+                data[key].update(value)
+            else:
+                _place(data, key, value)
+    for key, value in vars(args).items():
+        if value is None or key in ("config", "command", "log_level", "resume", "no_augment"):
+            continue
+        _place(data, key, value)
+    if getattr(args, "no_augment", False):
+        data["augment"].update({"speed": False, "specaugment": False, "noise": False, "gain": False})
+    for key in ("train", "valid"):
+        if key in data and isinstance(data[key], str):
+            data[key] = [data[key]]
+    if not data.get("out"):
+        raise ValueError("--out RUN_DIR is required")
+    if not data.get("train"):
+        raise ValueError("at least one --train manifest is required")
+    if data.get("max_steps") is not None and data.get("epochs") is not None:
+        data.pop("epochs")  # a flag --max-steps overrides a config file's epochs (and the reverse is rare)
+    data["network"] = {**to_dict(NetworkConfig()), **data["network"]}
+    return TrainConfig.from_dict(data)
+
+
+def _place(data: dict[str, Any], key: str, value: Any) -> None:
+    if key in _NETWORK_FLAGS:
+        data["network"][key] = value
+    elif key in _AUGMENT_FLAGS:
+        data["augment"][key] = value
+    elif key in _TRAIN_FLAGS:
+        data[key] = value
+    else:
+        raise ValueError(f"unknown setting {key!r}")
