@@ -1,0 +1,76 @@
+"""create_app(): the FastAPI application. Its lifespan loads the model once and starts the inference pool.
+
+Nothing happens at import time. Settings come from the cached ``get_settings`` dependency (or the
+``settings`` given here, installed as its override), so the lifespan and every handler see the same
+values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import torch
+from fastapi import FastAPI
+
+from model.checkpoint import DEFAULT_MODEL, ModelBundle, load_model
+from model.recognize import Recognizer
+
+from . import errors
+from .metrics import Metrics, RequestCounter
+from .recognizer import Engine
+from .routes import ROUTERS
+from .settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL_ID = "edgescribe-default"
+
+
+def build_recognizer(bundle: ModelBundle, settings: Settings) -> Recognizer:
+    decoding = bundle.decoding
+    if settings.beam_size is not None:
+        decoding = dataclasses.replace(decoding, beam_size=settings.beam_size)
+    return Recognizer(bundle, decoding)
+
+
+def model_identity(settings: Settings) -> tuple[str, int]:
+    """The id /v1/models reports (the file's stem) and its 'created' time (the file's mtime)."""
+    path = Path(settings.model) if settings.model else DEFAULT_MODEL
+    model_id = path.stem if settings.model else DEFAULT_MODEL_ID
+    try:
+        return model_id, int(path.stat().st_mtime)
+    except OSError:
+        return model_id, 0
+
+
+def create_app(settings: Settings | None = None, bundle: ModelBundle | None = None) -> FastAPI:
+    """``settings`` overrides the environment; ``bundle`` skips loading (the CLI loads it first to report errors)."""
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        s: Settings = app.dependency_overrides.get(get_settings, get_settings)()
+        torch.set_num_threads(s.threads)
+        loaded = bundle if bundle is not None else load_model(s.model)
+        engine = Engine(build_recognizer(loaded, s), s, metrics, *model_identity(s))
+        app.state.engine = engine
+        log.info("serving model %s with %d inference workers x %d threads", engine.model_id, s.workers, s.threads)
+        try:
+            yield
+        finally:
+            engine.close()  # uvicorn has already let open requests finish; this drains the pool
+
+    app = FastAPI(title="EdgeScribe", version="0.1.0", lifespan=lifespan,
+                  description="On-device speech transcription: OpenAI-compatible HTTP, Vosk-compatible WebSocket.")
+    app.state.metrics = metrics
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    errors.install(app)
+    app.add_middleware(RequestCounter, metrics=metrics)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

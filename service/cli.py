@@ -1,0 +1,47 @@
+"""`edgescribe serve`: start the HTTP/WebSocket service on uvicorn.
+
+Every setting in ``service.settings.Settings`` is a flag here (``max_upload_bytes`` ->
+``--max-upload-bytes``) and an environment variable (``EDGESCRIBE_MAX_UPLOAD_BYTES``); a flag wins
+over the environment, the environment over the default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+from .settings import Settings, SettingsError, env_name, field_types
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    types = field_types()
+    for f in dataclasses.fields(Settings):
+        base, _ = types[f.name]
+        default = "the embedded model" if f.name == "model" else ("unset" if f.default is None else f.default)
+        shown = "" if f.name == "api_key" else f", default {default}"
+        # SUPPRESS keeps flags that were not given out of the namespace, so the environment decides.
+        parser.add_argument("--" + f.name.replace("_", "-"), type=base, default=argparse.SUPPRESS,
+                            metavar=f.name.upper(), help=f"{f.metadata['help']} (env {env_name(f.name)}{shown})")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from model.checkpoint import CheckpointError, load_model
+
+    from .app import create_app
+
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings) if hasattr(args, f.name)}
+    try:
+        settings = Settings.from_env(**given)
+        bundle = load_model(settings.model)  # here, so a bad model file is one clear line, not a traceback
+    except (SettingsError, CheckpointError) as e:
+        print(f"edgescribe serve: {e}", file=sys.stderr)
+        return 2
+    app = create_app(settings, bundle)
+    print(f"edgescribe: serving on http://{settings.host}:{settings.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level.lower(),
+                timeout_graceful_shutdown=settings.shutdown_timeout,
+                ws_max_size=settings.max_message_bytes, access_log=False)
+    return 0

@@ -1,0 +1,47 @@
+"""The dependencies handlers declare: settings, the engine, and the API-key check."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import HTTPConnection
+
+from .errors import Unauthorized
+from .metrics import Metrics
+from .recognizer import Engine
+from .settings import Settings, get_settings
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_engine(conn: HTTPConnection) -> Engine:
+    return conn.app.state.engine
+
+
+def get_metrics(conn: HTTPConnection) -> Metrics:
+    return conn.app.state.metrics
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def check_api_key(conn: HTTPConnection, settings: Settings) -> None:
+    """Raise ``Unauthorized`` unless the key is off or the request carries ``Authorization: Bearer KEY``."""
+    if settings.api_key is None:
+        return
+    scheme, _, token = conn.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("this server needs an API key: send the header 'Authorization: Bearer KEY'")
+    if not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+        raise Unauthorized("the API key is wrong: send the key the server was started with "
+                           "(EDGESCRIBE_API_KEY) as 'Authorization: Bearer KEY'")
+
+
+def require_api_key(conn: HTTPConnection, settings: SettingsDep) -> None:
+    check_api_key(conn, settings)
+
+
+ApiKey = Depends(require_api_key)

@@ -1,0 +1,167 @@
+"""One table from failures to HTTP status codes and WebSocket close codes, and the JSON body they carry.
+
+The body has OpenAI's error shape, so OpenAI clients show the message as is::
+
+    {"error": {"message": "...what to change...", "type": "bad_field", "param": "language", "code": 400}}
+
+WebSocket close codes are 4000 + the HTTP status of the same failure (4400, 4413, 4503, ...), the
+convention for application codes in the 4000-4999 range; an unexpected error closes with 1011.
+Before closing, the stream is sent the same JSON body, since a close reason is limited to 123 bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.websockets import WebSocketState
+
+from model.audio import AudioDecodeError, AudioTooLong
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """A failure the client can fix. The message says how; ``param`` names the offending field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+class BadField(ServiceError):
+    pass
+
+
+class Unauthorized(ServiceError):
+    pass
+
+
+class NotFound(ServiceError):
+    pass
+
+
+class IdleTimeout(ServiceError):
+    pass
+
+
+class UploadTooLarge(ServiceError):
+    pass
+
+
+class Busy(ServiceError):
+    """Every slot of a bounded resource is taken; the client should retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ClientGone(Exception):
+    """The client went away before its answer was ready; its work was abandoned."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    status: int
+    close_code: int
+    kind: str  # the error "type" in the body and the label of edgescribe_errors_total
+
+
+FAILURES: dict[type[BaseException], Failure] = {
+    BadField: Failure(400, 4400, "bad_field"),
+    Unauthorized: Failure(401, 4401, "unauthorized"),
+    NotFound: Failure(404, 4404, "not_found"),
+    IdleTimeout: Failure(408, 4408, "idle_timeout"),
+    UploadTooLarge: Failure(413, 4413, "upload_too_large"),
+    AudioTooLong: Failure(413, 4413, "audio_too_long"),
+    AudioDecodeError: Failure(415, 4415, "undecodable_audio"),
+    # nginx's "client closed request": nobody reads it, but the logs and metrics say what happened.
+    ClientGone: Failure(499, 1001, "client_disconnected"),
+    ClientDisconnect: Failure(499, 1001, "client_disconnected"),
+    Busy: Failure(503, 4503, "busy"),
+}
+INTERNAL = Failure(500, 1011, "internal")
+INTERNAL_MESSAGE = "internal error; the server log has the details"
+
+
+def classify(exc: BaseException) -> Failure:
+    for cls in type(exc).__mro__:
+        if cls in FAILURES:
+            return FAILURES[cls]
+    return INTERNAL
+
+
+def error_body(exc: BaseException, failure: Failure) -> dict:
+    message = INTERNAL_MESSAGE if failure is INTERNAL else str(exc)
+    return {"error": {"message": message, "type": failure.kind, "param": getattr(exc, "param", None),
+                      "code": failure.status}}
+
+
+def _headers(exc: BaseException) -> dict[str, str]:
+    if isinstance(exc, Busy):
+        return {"Retry-After": str(exc.retry_after)}
+    if isinstance(exc, Unauthorized):
+        return {"WWW-Authenticate": "Bearer"}
+    return {}
+
+
+def _count(request: Request | WebSocket, failure: Failure) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(kind=failure.kind).inc()
+
+
+def error_response(request: Request, exc: BaseException) -> JSONResponse:
+    failure = classify(exc)
+    if failure is INTERNAL:
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    _count(request, failure)
+    return JSONResponse(error_body(exc, failure), status_code=failure.status, headers=_headers(exc))
+
+
+async def close_websocket(ws: WebSocket, exc: BaseException) -> int:
+    """Tell the stream what went wrong, as JSON, then close it with the table's code. Returns the code."""
+    failure = classify(exc)
+    if failure is INTERNAL:
+        log.error("unexpected error on stream %s", ws.url.path, exc_info=exc)
+    _count(ws, failure)
+    if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
+        body = error_body(exc, failure)
+        if isinstance(exc, Busy):
+            body["error"]["retry_after"] = exc.retry_after
+        try:
+            await ws.send_json(body)
+            await ws.close(failure.close_code, reason=failure.kind)
+        except (RuntimeError, OSError):  # the client went away in the meantime: nothing left to tell
+            pass
+    return failure.close_code
+
+
+def install(app: FastAPI) -> None:
+    """Route every failure through the table above, including FastAPI's own 404/405/validation errors."""
+
+    async def on_error(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(request, exc)
+
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        _count(request, Failure(exc.status_code, 4000 + exc.status_code, kind))
+        body = {"error": {"message": str(exc.detail), "type": kind, "param": None, "code": exc.status_code}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        param = ".".join(str(p) for p in first.get("loc", ())[1:]) or None
+        return error_response(request, BadField(f"{param or 'request'}: {first.get('msg', 'invalid')}", param))
+
+    for cls in FAILURES:
+        app.add_exception_handler(cls, on_error)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(Exception, on_error)

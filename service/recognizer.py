@@ -1,0 +1,210 @@
+"""The shared model behind a bounded pool of inference threads; one ``Session`` per live stream.
+
+The ``Recognizer`` (network weights, feature extractor) is shared and read-only; every request and
+stream owns its own ``Stream`` state. Inference never runs on the event loop: it goes to a fixed
+pool of ``workers`` threads. Admission is bounded separately for requests and streams
+(``Slots``): when every slot is taken the caller gets ``Busy`` (503 / 4503) at once instead of
+joining a queue without end, so the pool's queue never holds more than
+``max_requests + max_streams`` items.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import IO, TypeVar
+
+import numpy as np
+from prometheus_client import Gauge
+
+from model.audio import iter_audio, pcm16_to_float
+from model.recognize import Recognizer, Segment
+from model.tokens import normalize_text
+
+from .errors import Busy, ClientGone
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Slots:
+    """A counter of held slots that refuses, rather than waits, when full. Used from the event loop only."""
+
+    def __init__(self, what: str, limit: int, retry_after: int, gauge: Gauge) -> None:
+        self.what, self.limit, self.retry_after, self.gauge = what, limit, retry_after, gauge
+        self.used = 0
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        if self.used >= self.limit:
+            raise Busy(f"all {self.limit} {self.what} slots are busy; retry after {self.retry_after} s "
+                       f"(the server's limit is EDGESCRIBE_MAX_{self.what.upper()})", self.retry_after)
+        self.used += 1
+        self.gauge.inc()
+        try:
+            yield
+        finally:
+            self.used -= 1
+            self.gauge.dec()
+
+
+@dataclass(frozen=True)
+class Transcription:
+    segments: list[Segment]
+    duration: float  # seconds of audio decoded
+    processing: float  # seconds spent decoding and recognising
+
+
+class _Cancelled(Exception):
+    pass
+
+
+class Engine:
+    def __init__(self, recognizer: Recognizer, settings: Settings, metrics: Metrics,
+                 model_id: str = "edgescribe", model_created: int = 0) -> None:
+        self.recognizer = recognizer
+        self.model_id, self.model_created = model_id, model_created  # what /v1/models reports
+        self.settings = settings
+        self.metrics = metrics
+        self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="inference")
+        self.requests = Slots("requests", settings.max_requests, settings.retry_after, metrics.active_requests)
+        self.streams = Slots("streams", settings.max_streams, settings.retry_after, metrics.active_streams)
+
+    async def run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def close(self) -> None:
+        """Let queued and running inference finish, then stop the threads (graceful shutdown)."""
+        self.pool.shutdown(wait=True)
+
+    def hotwords(self, phrases: Iterable[str]) -> list[str]:
+        """Normalised phrases the model can spell, deduplicated, the last ``max_hotwords`` of them."""
+        vocab = self.recognizer.bundle.vocab
+        out: dict[str, None] = {}
+        for phrase in phrases:
+            text = normalize_text(phrase)
+            if text and not vocab.unknown_chars(text):
+                out.pop(text, None)
+                out[text] = None
+        limit = self.settings.max_hotwords
+        return list(out)[-limit:] if limit else []
+
+    async def transcribe(self, source: IO[bytes], hotwords: Sequence[str],
+                         abandoned: Awaitable[object]) -> Transcription:
+        """Transcribe a whole file in bounded chunks; stop early when ``abandoned`` completes (client gone)."""
+        cancel = threading.Event()
+        work = asyncio.ensure_future(self.run(self._transcribe_file, source, hotwords, cancel))
+        gone = asyncio.ensure_future(abandoned)
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not work.done():
+                cancel.set()
+                with contextlib.suppress(_Cancelled):
+                    await work  # the worker notices within one chunk; its file is closed by the caller after
+                raise ClientGone("the client disconnected before the transcript was ready")
+        result = work.result()
+        self.metrics.observe("/v1/audio/transcriptions", result.duration, result.processing)
+        return result
+
+    def _transcribe_file(self, source: IO[bytes], hotwords: Sequence[str], cancel: threading.Event) -> Transcription:
+        started = time.perf_counter()
+        s = self.settings
+        counted = _CountedChunks(iter_audio(source, self.recognizer.sample_rate, s.chunk_seconds,
+                                            s.max_audio_seconds), cancel)
+        segments = self.recognizer.transcribe_chunks(counted, hotwords)
+        return Transcription(segments, counted.samples / self.recognizer.sample_rate,
+                             time.perf_counter() - started)
+
+    def session(self, sample_rate: int, hotwords: Sequence[str]) -> Session:
+        return Session(self, sample_rate, hotwords)
+
+
+class _CountedChunks:
+    """Pass chunks through, counting samples and stopping when the request is cancelled."""
+
+    def __init__(self, chunks: Iterable[np.ndarray], cancel: threading.Event) -> None:
+        self.chunks, self.cancel, self.samples = chunks, cancel, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for chunk in self.chunks:
+            if self.cancel.is_set():
+                raise _Cancelled
+            self.samples += chunk.size
+            yield chunk
+
+
+class PcmResampler:
+    """16-bit little-endian mono PCM at any rate -> float32 at the model's rate, across message boundaries.
+
+    FFmpeg's resampler (through PyAV, which ``model.audio`` already needs) keeps its filter state
+    between calls, so chunk edges add no clicks and no samples are lost; ``flush`` returns its tail.
+    """
+
+    def __init__(self, in_rate: int, out_rate: int) -> None:
+        import av  # imported here, as in model.audio: only decoding needs FFmpeg's libraries
+
+        self._av = av
+        self.in_rate = in_rate
+        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=out_rate)
+
+    def _run(self, frame: object) -> np.ndarray:
+        out = [f.to_ndarray().reshape(-1) for f in self.resampler.resample(frame)]
+        return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, np.float32)
+
+    def accept(self, pcm: bytes) -> np.ndarray:
+        samples = pcm16_to_float(pcm)
+        if samples.size == 0:
+            return samples
+        frame = self._av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="flt", layout="mono")
+        frame.sample_rate = self.in_rate
+        return self._run(frame)
+
+    def flush(self) -> np.ndarray:
+        return self._run(None)
+
+
+class Session:
+    """One live stream: its own recognition state and resampler; one inference call at a time."""
+
+    def __init__(self, engine: Engine, sample_rate: int, hotwords: Sequence[str]) -> None:
+        self.engine = engine
+        self.stream = engine.recognizer.stream(hotwords)
+        rate = engine.recognizer.sample_rate
+        self.resampler = PcmResampler(sample_rate, rate) if sample_rate != rate else None
+        self.processing = 0.0
+
+    def _accept(self, pcm: bytes) -> tuple[list[Segment], str]:
+        started = time.perf_counter()
+        samples = self.resampler.accept(pcm) if self.resampler else pcm16_to_float(pcm)
+        segments = self.stream.accept(samples)
+        partial = self.stream.partial()
+        self.processing += time.perf_counter() - started
+        return segments, partial
+
+    def _finish(self) -> list[Segment]:
+        started = time.perf_counter()
+        segments = self.stream.accept(self.resampler.flush()) if self.resampler else []
+        segments = segments + self.stream.finish()
+        self.processing += time.perf_counter() - started
+        return segments
+
+    async def accept(self, pcm: bytes) -> tuple[list[Segment], str]:
+        """Feed PCM bytes; returns the segments closed at pauses and the open segment's partial text."""
+        return await self.engine.run(self._accept, pcm)
+
+    async def finish(self) -> list[Segment]:
+        return await self.engine.run(self._finish)
+
+    @property
+    def seconds(self) -> float:
+        return self.stream.seconds

@@ -1,0 +1,176 @@
+"""POST /v1/audio/transcriptions, compatible with OpenAI's transcription API.
+
+The multipart body is read here rather than by FastAPI's ``Form``/``File`` parameters so that its size
+is bounded while it streams in (413 as soon as it passes ``max_upload_bytes``, before a byte more is
+stored), and so that every bad field is a 400 saying what to send instead. The file part is spooled
+by Starlette to an anonymous temporary file (memory up to 1 MiB, then disk): its name is never the
+client's, and it is closed as soon as the answer is ready, whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Message, Receive
+
+from model.formats import full_text, to_srt, to_vtt
+
+from ..deps import ApiKey, EngineDep, SettingsDep
+from ..errors import BadField, UploadTooLarge
+from ..recognizer import Transcription
+
+router = APIRouter(dependencies=[ApiKey])
+
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GRANULARITIES = ("segment", "word")
+LANGUAGES = ("", "en")  # the model is English-only; "" means "not given"
+MAX_FORM_FIELDS = 32  # model, language, prompt, response_format, temperature, granularities...: far below this
+
+_FORM_SCHEMA = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary", "description": "audio in any format FFmpeg decodes"},
+                "model": {"type": "string", "description": "accepted for compatibility; the loaded model answers"},
+                "language": {"type": "string", "enum": list(LANGUAGES)},
+                "prompt": {"type": "string", "description": "its words are favoured while decoding (hotwords)"},
+                "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
+                "temperature": {"type": "number", "description": "accepted and ignored (decoding is beam search)"},
+                "timestamp_granularities[]": {"type": "array", "items": {"type": "string",
+                                                                          "enum": list(GRANULARITIES)}},
+            },
+        }}},
+    }
+}
+
+
+@dataclass(frozen=True)
+class TranscriptionParams:
+    file: UploadFile
+    language: str
+    prompt: str
+    response_format: str
+    granularities: frozenset[str]
+
+    @classmethod
+    def from_form(cls, form: FormData) -> TranscriptionParams:
+        file = form.get("file")
+        if not isinstance(file, UploadFile):
+            raise BadField("send the audio as a file part named 'file' (multipart/form-data)", "file")
+        language = _text(form, "language").strip().lower()
+        if language not in LANGUAGES:
+            raise BadField(f"language {language!r} is not supported: send 'en' or leave it out", "language")
+        response_format = _text(form, "response_format").strip() or "json"
+        if response_format not in RESPONSE_FORMATS:
+            raise BadField(f"response_format {response_format!r} is unknown: use one of "
+                           f"{', '.join(RESPONSE_FORMATS)}", "response_format")
+        temperature = _text(form, "temperature").strip()
+        if temperature:
+            try:
+                float(temperature)
+            except ValueError:
+                raise BadField(f"temperature must be a number, got {temperature!r}", "temperature") from None
+        granularities = [g for name in ("timestamp_granularities[]", "timestamp_granularities")
+                         for g in _texts(form, name)]
+        unknown = sorted(set(granularities) - set(GRANULARITIES))
+        if unknown:
+            raise BadField(f"timestamp_granularities {unknown} unknown: use 'segment' and/or 'word'",
+                           "timestamp_granularities[]")
+        return cls(file, language, _text(form, "prompt"), response_format, frozenset(granularities))
+
+
+def _texts(form: FormData, name: str) -> list[str]:
+    values = form.getlist(name)
+    for v in values:
+        if not isinstance(v, str):
+            raise BadField(f"'{name}' must be a text field, not a file", name)
+    return values  # type: ignore[return-value]
+
+
+def _text(form: FormData, name: str) -> str:
+    values = _texts(form, name)
+    return values[-1] if values else ""
+
+
+def _limited(receive: Receive, max_bytes: int) -> Receive:
+    """``receive`` that raises ``UploadTooLarge`` once the body passes ``max_bytes``, before storing more."""
+    seen = 0
+
+    async def limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > max_bytes:
+                raise UploadTooLarge(f"the upload is larger than {max_bytes} bytes: send a shorter or more "
+                                     f"compressed file (the server's limit is EDGESCRIBE_MAX_UPLOAD_BYTES)", "file")
+        return message
+
+    return limited
+
+
+@contextlib.asynccontextmanager
+async def read_form(request: Request, max_bytes: int) -> AsyncIterator[FormData]:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise UploadTooLarge(f"the upload is {declared} bytes, more than the limit of {max_bytes}: send a shorter "
+                             f"or more compressed file (the server's limit is EDGESCRIBE_MAX_UPLOAD_BYTES)", "file")
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+        raise BadField("send the request as multipart/form-data with the audio in a part named 'file'", "file")
+    try:
+        form = await Request(request.scope, _limited(request.receive, max_bytes)).form(
+            max_files=1, max_fields=MAX_FORM_FIELDS)
+    except StarletteHTTPException as e:  # Starlette's word for a malformed multipart body
+        raise BadField(f"the multipart body is malformed: {e.detail}") from e
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
+async def _disconnected(receive: Receive) -> None:
+    """Completes when the client hangs up (the body has been read, so nothing else can arrive)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+@router.post("/v1/audio/transcriptions", openapi_extra=_FORM_SCHEMA, response_model=None)
+async def create_transcription(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
+    with engine.requests.hold():  # refuse (503) before reading a byte of the upload
+        async with read_form(request, settings.max_upload_bytes) as form:
+            params = TranscriptionParams.from_form(form)
+            hotwords = engine.hotwords(params.prompt.split())
+            result = await engine.transcribe(params.file.file, hotwords, _disconnected(request.receive))
+    return render(result, params)
+
+
+def render(result: Transcription, params: TranscriptionParams) -> Response:
+    segments = result.segments
+    fmt = params.response_format
+    if fmt == "json":
+        return JSONResponse({"text": full_text(segments)})
+    if fmt == "text":
+        return PlainTextResponse(full_text(segments))
+    if fmt == "srt":
+        return PlainTextResponse(to_srt(segments))
+    if fmt == "vtt":
+        return PlainTextResponse(to_vtt(segments), media_type="text/vtt")
+    body: dict = {
+        "task": "transcribe",
+        "language": "english",  # OpenAI names the language in full here
+        "duration": round(result.duration, 3),
+        "text": full_text(segments),
+        "segments": [{"id": s.id, "start": s.start, "end": s.end, "text": s.text} for s in segments],
+    }
+    if "word" in params.granularities:
+        body["words"] = [{"word": w.word, "start": w.start, "end": w.end} for s in segments for w in s.words]
+    return JSONResponse(body)

@@ -1,0 +1,125 @@
+"""Every knob of the server, read once from ``EDGESCRIBE_*`` environment variables and checked at start-up.
+
+``Settings`` is a frozen dataclass: each field is one knob, its environment variable is
+``EDGESCRIBE_`` + the field name in upper case, and its metadata carries the help text and the
+smallest value that makes sense. ``edgescribe serve`` turns each field into a command-line flag too,
+so the two can never drift. Handlers get the settings through the cached ``get_settings``
+dependency, which tests override with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "EDGESCRIBE_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot run with; the message names the variable and the fix."""
+
+
+def _knob(default: Any, help: str, minimum: float | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "minimum": minimum})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = _knob("0.0.0.0", "address to listen on (0.0.0.0: every interface, as a container needs)")
+    port: int = _knob(8000, "TCP port to listen on", minimum=0)
+    model: str | None = _knob(None, "model file to serve (empty: the model embedded in the package)")
+    threads: int = _knob(1, "torch CPU threads per inference; keep threads x workers <= cores", minimum=1)
+    workers: int = _knob(2, "inference threads in the pool shared by all requests and streams", minimum=1)
+    beam_size: int | None = _knob(None, "CTC beam width, 1 = greedy (empty: the model's own setting)", minimum=1)
+    max_upload_bytes: int = _knob(100 * 2**20, "largest transcription request body, in bytes (413 above)",
+                                  minimum=1)
+    max_audio_seconds: float = _knob(4 * 3600.0, "longest audio one request may hold, in seconds (413 above)",
+                                     minimum=0.1)
+    max_requests: int = _knob(4, "transcription requests served at once; more get 503 + Retry-After", minimum=1)
+    max_streams: int = _knob(8, "WebSocket streams open at once; more are closed with 4503", minimum=1)
+    max_message_bytes: int = _knob(2**20, "largest WebSocket message, in bytes", minimum=1024)
+    max_hotwords: int = _knob(64, "most hotwords taken from a prompt or phrase_list (the last ones win)",
+                              minimum=0)
+    idle_timeout: float = _knob(30.0, "seconds a stream may stay silent (no message) before it is closed",
+                                minimum=0.1)
+    chunk_seconds: float = _knob(1.0, "audio decoded per step for uploads; bounds memory and sets how "
+                                      "finely segments split at pauses", minimum=0.1)
+    retry_after: int = _knob(2, "seconds a busy client is told to wait (Retry-After)", minimum=0)
+    shutdown_timeout: float = _knob(30.0, "seconds a graceful shutdown waits for open requests", minimum=0)
+    api_key: str | None = _knob(None, "if set, every endpoint but /healthz needs 'Authorization: Bearer KEY'")
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(Settings)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            base, optional = _unwrap(hints[f.name])
+            if value is None:
+                if not optional:
+                    raise SettingsError(f"{env_name(f.name)} must be set")
+                continue
+            if base is float and isinstance(value, int) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+            elif not isinstance(value, base) or isinstance(value, bool):
+                raise SettingsError(f"{env_name(f.name)} must be a {base.__name__}, got {value!r}")
+            minimum = f.metadata["minimum"]
+            if minimum is not None and value < minimum:
+                raise SettingsError(f"{env_name(f.name)} must be at least {minimum:g}, got {value!r}")
+        if self.port > 65535:
+            raise SettingsError(f"{env_name('port')} must be at most 65535, got {self.port}")
+        if self.api_key is not None and not self.api_key.strip():
+            raise SettingsError(f"{env_name('api_key')} is blank; unset it or give a real key")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Values from ``environ`` (default: the process environment), then ``overrides`` (e.g. CLI flags)."""
+        environ = os.environ if environ is None else environ
+        hints = typing.get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(env_name(f.name))
+            if raw is not None:
+                values[f.name] = parse_value(f.name, raw, hints[f.name])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _unwrap(hint: Any) -> tuple[type, bool]:
+    """``int | None`` -> (int, True); ``int`` -> (int, False)."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def parse_value(name: str, raw: str, hint: Any) -> Any:
+    base, optional = _unwrap(hint)
+    raw = raw.strip()
+    if optional and raw == "":
+        return None
+    if base is str:
+        return raw
+    try:
+        return base(raw)
+    except ValueError:
+        raise SettingsError(f"{env_name(name)} must be a {base.__name__}, got {raw!r}") from None
+
+
+def field_types() -> dict[str, tuple[type, bool]]:
+    """Each setting's value type and whether it may be empty, for building command-line flags."""
+    return {name: _unwrap(hint) for name, hint in typing.get_type_hints(Settings).items()}
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once. Tests replace this dependency instead of touching the environment."""
+    return Settings.from_env()
