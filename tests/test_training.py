@@ -1,0 +1,226 @@
+"""The training side: a tiny end-to-end run that is killed and resumed, bad data, and the pieces.
+
+The end-to-end runs use the six espeak-ng fixtures and a model of a few thousand parameters, so a
+few dozen steps take seconds on one thread.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from model.checkpoint import load_model
+from model.config import FeatureConfig, NetworkConfig
+from model.recognize import Recognizer
+from model.tokens import Vocabulary
+from model.training import augment
+from model.training.batching import BatchPlan, epoch_batches, shard
+from model.training.config import AugmentConfig, TrainConfig, add_train_arguments, config_from_args
+from model.training.data import SpeechDataset, Skipped, load_utterances
+from model.training.loop import lr_factor, train
+from model.training.manifest import read_manifest
+from model.training.metrics import corpus_error_rates, edit_distance
+
+TINY_NET = NetworkConfig(conv_channels=4, hidden=32, depth=2, dropout=0.1)
+
+
+def tiny_config(fixtures_dir: Path, out: Path, **overrides) -> TrainConfig:
+    manifest = str(fixtures_dir / "tiny.jsonl")
+    base = dict(
+        train=(manifest,), valid=(manifest,), out=str(out), network=TINY_NET, max_steps=16,
+        max_batch_seconds=4.0, max_utterance_seconds=4.0, warmup_steps=4, lr=3e-3, threads=1, workers=0,
+        log_every=2, valid_every=8, checkpoint_every=5, progress=False, stats_utterances=6,
+    )
+    base.update(overrides)
+    return TrainConfig(**base)
+
+
+def weights(net: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in net.state_dict().items()}
+
+
+def test_killed_run_resumes_to_the_same_weights_even_past_a_truncated_checkpoint(fixtures_dir, tmp_path):
+    # Augmentation on, and one loader worker process: both must be reproducible across the kill.
+    straight = train(tiny_config(fixtures_dir, tmp_path / "a", workers=1))
+
+    cfg = tiny_config(fixtures_dir, tmp_path / "b", workers=1)
+    stopped = train(cfg, stop_after=12)  # "killed" after step 12; checkpoints exist at 5 and 10
+    assert stopped.export is None
+    newest = tmp_path / "b" / "checkpoints" / "step-00000010.ckpt"
+    newest.write_bytes(newest.read_bytes()[:-100])  # a torn write of the newest checkpoint
+    resumed = train(cfg, resume=True)  # must fall back to step 5 and redo 6..16
+
+    assert resumed.step == straight.step == 16
+    a, b = weights(straight.network), weights(resumed.network)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    # metrics.jsonl holds each step once: rows the killed run wrote after step 5 were dropped.
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    loss_steps = [r["step"] for r in rows if "loss" in r]
+    assert loss_steps == sorted(set(loss_steps)) == list(range(2, 17, 2))
+
+    # The run ends with the exported model, which loads and transcribes.
+    report = resumed.export
+    assert report is not None and report.path == tmp_path / "b" / "model.esm" and report.path.exists()
+    assert report.bytes < report.fp32_bytes
+    bundle = load_model(report.path)
+    assert set(bundle.codecs.values()) >= {"kmeans4"}
+    from model.audio import load_audio
+
+    segments = Recognizer(bundle).transcribe(load_audio(fixtures_dir / "utt00.flac"))
+    assert isinstance(segments, list)  # 16 steps teach nothing; test_overfit checks the words
+
+
+def test_new_run_refuses_to_overwrite_checkpoints(fixtures_dir, tmp_path):
+    cfg = tiny_config(fixtures_dir, tmp_path / "run", max_steps=5, valid=())
+    train(cfg)
+    with pytest.raises(ValueError, match="--resume"):
+        train(cfg)
+
+
+def _bad_manifest(fixtures_dir: Path, tmp_path: Path) -> Path:
+    for i in (0, 1, 4):
+        shutil.copy(fixtures_dir / f"utt0{i}.flac", tmp_path)
+    (tmp_path / "corrupt.flac").write_bytes(b"this is not audio at all" * 100)
+    rows = [
+        {"audio": "utt00.flac", "text": "Hello, World!", "duration": 1.26},
+        {"audio": "utt01.flac", "text": "turn on the light", "duration": 1.322},
+        {"audio": "missing.flac", "text": "no such file", "duration": 1.0},
+        {"audio": "corrupt.flac", "text": "corrupt audio", "duration": 1.0},
+        {"audio": "utt04.flac", "text": "?!", "duration": 0.808},  # empty after normalisation
+        {"audio": "utt04.flac", "text": "\u4f60\u597d", "duration": 0.808},  # outside the vocabulary
+        {"audio": "utt04.flac", "text": "yes " * 20, "duration": 0.808},  # too long for 0.8 s (manifest check)
+        # The manifest's duration lies: only the decoded audio shows that CTC cannot align this.
+        {"audio": "utt04.flac", "text": "yes " * 8, "duration": 3.0},
+    ]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_bad_utterances_are_skipped_counted_and_reported_per_epoch(fixtures_dir, tmp_path):
+    manifest = _bad_manifest(fixtures_dir, tmp_path)
+    items, skipped = load_utterances([str(manifest)], Vocabulary(), FeatureConfig())
+    assert skipped == Counter(empty_text=1, unknown_chars=1, text_too_long=1)
+    assert [u.text for u in items[:2]] == ["hello world", "turn on the light"]
+
+    ds = SpeechDataset(items, FeatureConfig())
+    reasons = [ex.reason if isinstance(ex, Skipped) else "ok" for ex in (ds[i] for i in range(len(ds)))]
+    assert reasons == ["ok", "ok", "unreadable_audio", "unreadable_audio", "text_too_long"]
+
+    out = tmp_path / "run"
+    cfg = tiny_config(fixtures_dir, out, train=(str(manifest),), valid=(), epochs=2, max_steps=None,
+                      max_batch_seconds=10.0)
+    result = train(cfg)
+    assert result.export is not None and result.export.path.exists()
+    ends = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r.get("epoch_end")]
+    assert [r["epoch"] for r in ends] == [0, 1]
+    expected = {"empty_text": 1, "unknown_chars": 1, "text_too_long": 2, "unreadable_audio": 2}
+    assert all(r["skipped"] == expected for r in ends)
+
+
+def test_edit_distance_matches_a_plain_dynamic_programme():
+    def reference(a, b):
+        d = list(range(len(b) + 1))
+        for i, x in enumerate(a, 1):
+            prev, d[0] = d[0], i
+            for j, y in enumerate(b, 1):
+                prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (x != y))
+        return d[-1]
+
+    rng = random.Random(0)
+    for _ in range(300):
+        a = "".join(rng.choice("abc ") for _ in range(rng.randint(0, 12)))
+        b = "".join(rng.choice("abc ") for _ in range(rng.randint(0, 12)))
+        assert edit_distance(a, b) == reference(a, b), (a, b)
+    rates = corpus_error_rates(["the cat sat", "hello"], ["the cat sat down", "yellow"])
+    assert (rates.word_errors, rates.words) == (2, 4)  # one insertion, one substitution
+    assert rates.wer == pytest.approx(0.5)
+    assert (rates.char_errors, rates.chars) == (5 + 2, 11 + 5)  # " down"; h->y and an inserted w
+
+
+def test_batches_are_a_function_of_seed_and_epoch_and_respect_the_budget():
+    rng = np.random.default_rng(1)
+    durations = rng.uniform(0.5, 8.0, size=200).tolist()
+    weights = [1.0] * 100 + [2.0] * 50 + [0.5] * 50
+    a = epoch_batches(durations, weights, 20.0, 16, seed=3, epoch=4)
+    assert a == epoch_batches(durations, weights, 20.0, 16, seed=3, epoch=4)
+    assert a != epoch_batches(durations, weights, 20.0, 16, seed=3, epoch=5)
+    for batch in a:
+        assert len(batch) <= 16
+        assert len(batch) == 1 or max(durations[i] for i in batch) * len(batch) <= 20.0
+    counts = Counter(i for batch in a for i in batch)
+    assert all(counts[i] == 1 for i in range(100)) and all(counts[i] == 2 for i in range(100, 150))
+    assert 10 <= sum(counts[i] for i in range(150, 200)) <= 40  # about half of the 0.5-weight ones
+    ranks = [shard(a, r, 3) for r in range(3)]
+    assert len({len(s) for s in ranks}) == 1
+    # Resuming at batch k of an epoch yields exactly the tail of that epoch, with the same seeds.
+    plan = BatchPlan(durations, weights, 20.0, 16, seed=3)
+    plan.set_position(4, 0)
+    full = list(plan)
+    plan.set_position(4, 7)
+    assert list(plan) == full[7:]
+
+
+def test_lr_warms_up_then_decays_to_the_floor():
+    f = [lr_factor(s, 10, 100, 0.05) for s in range(100)]
+    assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
+    assert all(x >= y for x, y in zip(f[10:], f[11:], strict=False))
+    assert lr_factor(100, 10, 100, 0.05) == pytest.approx(0.05)
+
+
+def test_augmentations_are_switchable_and_seeded(fixtures_dir):
+    from model.audio import load_audio
+
+    wave = load_audio(fixtures_dir / "utt02.flac")
+    fast = augment.speed_perturb(wave, 1.1)
+    assert abs(fast.size - wave.size / 1.1) <= 1
+    assert np.array_equal(augment.augment_waveform(wave, AugmentConfig().disabled(), np.random.default_rng(0)), wave)
+    cfg = AugmentConfig(speed_prob=1.0, noise_prob=1.0, gain_prob=1.0)
+    x = augment.augment_waveform(wave, cfg, np.random.default_rng(5))
+    assert np.array_equal(x, augment.augment_waveform(wave, cfg, np.random.default_rng(5)))
+    assert x.size != wave.size and np.abs(x).max() <= 1.0
+    noisy = augment.add_noise(wave, 10.0, np.random.default_rng(1))
+    snr = 10 * np.log10(np.mean(wave.astype(np.float64) ** 2) / np.mean((noisy - wave).astype(np.float64) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.1)
+    feats = torch.randn(200, 80)
+    masked = augment.spec_augment(feats, AugmentConfig(specaugment_prob=1.0), np.random.default_rng(2))
+    assert masked.shape == feats.shape and not torch.equal(masked, feats)
+    assert torch.equal(augment.spec_augment(feats, AugmentConfig(specaugment=False), np.random.default_rng(2)), feats)
+
+
+def test_config_file_is_overridden_by_flags(tmp_path):
+    import argparse
+
+    (tmp_path / "c.json").write_text(json.dumps({
+        "max_steps": 100, "lr": 0.01, "network": {"hidden": 48, "cell": "lstm"}, "augment": {"noise": False},
+        "depth": 3,
+    }))
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(["--config", str(tmp_path / "c.json"), "--train", "a.jsonl:2", "--out", "r",
+                              "--hidden", "64", "--no-shared"])
+    cfg = config_from_args(args)
+    assert cfg.max_steps == 100 and cfg.lr == 0.01 and cfg.train == ("a.jsonl:2",)
+    assert (cfg.network.hidden, cfg.network.cell, cfg.network.depth, cfg.network.shared) == (64, "lstm", 3, False)
+    assert cfg.augment.noise is False and cfg.augment.speed is True
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    (tmp_path / "bad.json").write_text(json.dumps({"learning_rate": 1}))
+    with pytest.raises(ValueError, match="learning_rate"):
+        config_from_args(parser.parse_args(["--config", str(tmp_path / "bad.json"), "--train", "a", "--out", "r"]))
+
+
+def test_manifest_weights_oversample(fixtures_dir, tmp_path):
+    manifest = fixtures_dir / "tiny.jsonl"
+    items, _ = load_utterances([str(manifest), f"{manifest}:2"], Vocabulary(), FeatureConfig())
+    assert len(items) == 2 * len(list(read_manifest(manifest)))
+    assert [u.weight for u in items] == [1.0] * 6 + [2.0] * 6
