@@ -6,6 +6,9 @@ Sections (``--section``, repeatable):
   10 s chunks that ``edgescribe transcribe`` uses; then the process's peak resident memory.
 - ``model``: parameters (unique, and as applied: the shared recurrent block counts once as unique
   and once per depth step as applied), file size and load time for every codec.
+- ``--peers pocketsphinx,whisper-tiny.en`` adds the peers (``model/peers.py``) to both sections,
+  on the same audio, as a ratio to EdgeScribe: offline speed, size on disk and load time. Their
+  memory is not separable in one process, so the peak RSS is taken before they load.
 - ``streaming`` and ``load``: need the service on a real ``uvicorn``; registered in ``SECTIONS``
   as not built yet, so that adding them is one function each.
 
@@ -39,6 +42,7 @@ from .checkpoint import DEFAULT_MODEL, CheckpointError, ModelBundle, load_model,
 from .cli_common import add_model_arguments, recognizer_from_args
 from .compress import CODECS
 from .network import Network
+from .peers import PEER_FACTORIES, PeerUnavailable
 from .recognize import Recognizer
 
 CHUNK_SECONDS = 10.0  # what `edgescribe transcribe` feeds per step (iter_audio's default chunk)
@@ -51,6 +55,7 @@ class OfflineResult:
     threads: int
     seconds: float  # median wall time over the repeats
     repeats: int
+    system: str = "edgescribe"
 
     @property
     def rtf(self) -> float:
@@ -76,6 +81,13 @@ class CodecResult:
     load_seconds: float  # median of load_model() over the repeats
 
 
+@dataclass(frozen=True)
+class PeerModel:
+    system: str
+    size_bytes: int  # every file its default configuration reads
+    load_seconds: float  # constructing it: reading and preparing the model
+
+
 @dataclass
 class BenchReport:
     machine: dict[str, Any]
@@ -84,6 +96,7 @@ class BenchReport:
     memory: MemoryResult | None = None
     parameters: ParameterCount | None = None
     codecs: list[CodecResult] = field(default_factory=list)
+    peer_models: list[PeerModel] = field(default_factory=list)
 
 
 # --- measurements -------------------------------------------------------------------------------
@@ -146,6 +159,29 @@ def bench_offline(recognizer: Recognizer, audio: np.ndarray, durations: Sequence
     finally:
         torch.set_num_threads(before)
     return results
+
+
+def bench_peer_offline(name: str, audio: np.ndarray, durations: Sequence[float], thread_counts: Sequence[int],
+                       repeats: int = 3) -> list[OfflineResult]:
+    """A peer on the same looped audio, given whole: neither peer's API takes 10 s chunks."""
+    results = []
+    for threads in thread_counts:
+        system = PEER_FACTORIES[name](threads)
+        for seconds in durations:
+            whole = np.concatenate(list(looped_chunks(audio, seconds)))
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                system.transcribe(whole)
+                times.append(time.perf_counter() - t0)
+            results.append(OfflineResult(seconds, threads, median(times), repeats, name))
+    return results
+
+
+def bench_peer_model(name: str) -> PeerModel:
+    t0 = time.perf_counter()
+    system = PEER_FACTORIES[name](1)
+    return PeerModel(name, system.size_bytes(), time.perf_counter() - t0)
 
 
 def current_rss_bytes() -> int | None:
@@ -213,6 +249,7 @@ class BenchConfig:
     repeats: int
     audio_files: tuple[Path, ...]
     json_path: str | None
+    peers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -231,12 +268,15 @@ def offline_section(ctx: BenchContext) -> None:
     else:
         audio = synthetic_audio()
     ctx.report.offline = bench_offline(ctx.recognizer, audio, cfg.durations, cfg.thread_counts, cfg.repeats)
-    ctx.report.memory = MemoryResult(ctx.rss_after_load, peak_rss_bytes())
+    ctx.report.memory = MemoryResult(ctx.rss_after_load, peak_rss_bytes())  # before any peer loads
+    for name in cfg.peers:
+        ctx.report.offline += bench_peer_offline(name, audio, cfg.durations, cfg.thread_counts, cfg.repeats)
 
 
 def model_section(ctx: BenchContext) -> None:
     ctx.report.parameters = count_parameters(ctx.bundle.network)
     ctx.report.codecs = bench_codecs(ctx.bundle, CODECS, max(1, ctx.config.repeats))
+    ctx.report.peer_models = [bench_peer_model(name) for name in ctx.config.peers]
 
 
 class NotBuilt(RuntimeError):
@@ -271,8 +311,13 @@ def render_table(report: BenchReport) -> str:
     m = report.machine
     lines = [f"model: {report.model}", f"machine: {m['cpu']}, {m['cpus']} CPUs, torch {m['torch']}", ""]
     if report.offline:
-        lines += ["| offline audio | threads | wall time | real-time factor |", "|---|---|---|---|"]
-        lines += [f"| {r.audio_seconds:g} s | {r.threads} | {r.seconds:.3f} s | {r.rtf:.4f} |" for r in report.offline]
+        ours = {(r.audio_seconds, r.threads): r.rtf for r in report.offline if r.system == "edgescribe"}
+        lines += ["| system | offline audio | threads | wall time | real-time factor | x EdgeScribe |",
+                  "|---|---|---|---|---|---|"]
+        for r in report.offline:
+            ratio = r.rtf / ours[(r.audio_seconds, r.threads)] if ours.get((r.audio_seconds, r.threads)) else None
+            lines.append(f"| {r.system} | {r.audio_seconds:g} s | {r.threads} | {r.seconds:.3f} s | {r.rtf:.4f} | "
+                         f"{'-' if ratio is None else f'{ratio:.1f}'} |")
         lines.append("")
     if report.memory:
         lines += [f"resident memory: {_mb(report.memory.rss_after_load_bytes)} after loading the model, "
@@ -284,6 +329,11 @@ def render_table(report: BenchReport) -> str:
         lines += ["| codec | file size | load time |", "|---|---|---|"]
         lines += [f"| {c.codec} | {c.file_bytes / 1e6:.3f} MB | {1000 * c.load_seconds:.1f} ms |"
                   for c in report.codecs]
+        lines.append("")
+    if report.peer_models:
+        lines += ["| peer | size on disk | load time |", "|---|---|---|"]
+        lines += [f"| {p.system} | {p.size_bytes / 1e6:.1f} MB | {1000 * p.load_seconds:.0f} ms |"
+                  for p in report.peer_models]
     return "\n".join(lines).rstrip()
 
 
@@ -305,6 +355,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--durations", default="10,60,600", help="offline audio lengths in seconds")
     parser.add_argument("--thread-counts", default="1,all", help="offline torch thread counts; 'all' = every CPU")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; the median is reported")
+    parser.add_argument("--peers", default="", metavar="NAMES",
+                        help=f"also measure these peers, comma-separated: {', '.join(PEER_FACTORIES)}")
     parser.add_argument("--json", dest="json_path", default=None, metavar="PATH",
                         help="write the figures as JSON here ('-' for stdout instead of the table)")
     add_model_arguments(parser)
@@ -321,8 +373,12 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         raise ValueError("durations must be positive and thread counts at least 1")
     if args.repeats < 1:
         raise ValueError("--repeats must be at least 1")
+    peers = tuple(p.strip() for p in args.peers.split(",") if p.strip())
+    unknown = sorted(set(peers) - set(PEER_FACTORIES))
+    if unknown:
+        raise ValueError(f"--peers: unknown {unknown}; choose from {', '.join(PEER_FACTORIES)}")
     return BenchConfig(tuple(args.section or DEFAULT_SECTIONS), durations, threads, args.repeats,
-                       tuple(args.audio), args.json_path)
+                       tuple(args.audio), args.json_path, peers)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -338,7 +394,7 @@ def run(args: argparse.Namespace) -> int:
     for name in cfg.sections:
         try:
             SECTIONS[name](ctx)
-        except (NotBuilt, AudioDecodeError) as e:
+        except (NotBuilt, AudioDecodeError, PeerUnavailable) as e:
             print(f"edgescribe bench: {name}: {e}", file=sys.stderr)
             status = 2
     if cfg.json_path == "-":

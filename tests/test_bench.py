@@ -69,3 +69,21 @@ def test_sections_that_need_the_service_say_so(section, capsys):
 def test_bad_durations_are_refused(capsys):
     assert main(["bench", "--durations", "ten"]) == 2
     assert "--durations" in capsys.readouterr().err
+
+
+def test_bench_measures_a_peer_on_the_same_audio(fixtures_dir, tmp_path):
+    pytest.importorskip("pocketsphinx", reason="peer not installed: pip install 'edgescribe[peers]'")
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--audio", str(fixtures_dir / "utt00.flac"), "--durations", "1", "--thread-counts", "1",
+                 "--repeats", "1", "--peers", "pocketsphinx", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert [(r["system"], r["audio_seconds"]) for r in report["offline"]] == [("edgescribe", 1.0),
+                                                                             ("pocketsphinx", 1.0)]
+    (peer,) = report["peer_models"]
+    assert peer["system"] == "pocketsphinx" and peer["size_bytes"] > 1_000_000
+
+
+def test_unknown_peer_is_refused(capsys):
+    assert main(["bench", "--peers", "sphinx3"]) == 2
+    assert "sphinx3" in capsys.readouterr().err
