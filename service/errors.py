@@ -152,7 +152,13 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         _count(request, Failure(exc.status_code, 4000 + exc.status_code, kind))
-        body = {"error": {"message": str(exc.detail), "type": kind, "param": None, "code": exc.status_code}}
+        message = str(exc.detail)
+        if exc.status_code == 404:
+            message = f"nothing at {request.url.path}: the endpoints are listed at /docs"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "another method")
+            message = f"{request.method} is not allowed on {request.url.path}: use {allowed}"
+        body = {"error": {"message": message, "type": kind, "param": None, "code": exc.status_code}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:

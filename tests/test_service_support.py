@@ -1,0 +1,134 @@
+"""Helpers shared by the service tests: a real uvicorn on loopback, test audio, and reference transcripts.
+
+The embedded model is an untrained placeholder, so no test asserts on words: the service's answer is
+compared with what the ``Recognizer`` computes directly from the same audio, fed the same way.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import socket
+import threading
+import time
+import wave
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+
+from model.audio import iter_audio, load_audio, pcm16_to_float
+from model.checkpoint import ModelBundle, load_model
+from model.recognize import Recognizer, Segment
+from service.app import build_recognizer, create_app
+from service.recognizer import PcmResampler
+from service.routes.stream import result_message
+from service.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STARTUP_SECONDS = 60  # generous: the CI machine is shared; this is a deadline, not a measurement
+
+
+@functools.lru_cache(maxsize=1)
+def bundle() -> ModelBundle:
+    return load_model(None)
+
+
+def recognizer(settings: Settings) -> Recognizer:
+    return build_recognizer(bundle(), settings)
+
+
+def app_for(settings: Settings):
+    return create_app(settings, bundle())
+
+
+def speech_pcm16(utterances: Sequence[int] = (0, 1, 2), pause_seconds: float = 1.0, rate: int = 16000) -> np.ndarray:
+    """Fixture utterances separated by silent pauses, as int16 samples at ``rate``."""
+    pause = np.zeros(int(pause_seconds * 16000), np.float32)
+    parts: list[np.ndarray] = []
+    for i in utterances:
+        parts += [load_audio(FIXTURES / f"utt{i:02d}.flac"), pause]
+    audio = np.concatenate(parts)
+    if rate != 16000:
+        idx = np.arange(0, audio.size, 16000 / rate)
+        audio = np.interp(idx, np.arange(audio.size), audio).astype(np.float32)
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype("<i2")
+
+
+def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+    return path
+
+
+def direct_file(path: Path, settings: Settings, hotwords: Sequence[str] = ()) -> list[Segment]:
+    """The Recognizer's transcript of a file, fed in the chunks the service uses."""
+    rec = recognizer(settings)
+    return rec.transcribe_chunks(iter_audio(path, rec.sample_rate, settings.chunk_seconds), hotwords)
+
+
+def pcm_chunks(samples: np.ndarray, chunk_samples: int) -> list[bytes]:
+    data = samples.astype("<i2").tobytes()
+    step = chunk_samples * 2
+    return [data[i : i + step] for i in range(0, len(data), step)]
+
+
+def direct_vosk_replies(settings: Settings, chunks: Sequence[bytes], sample_rate: int = 16000,
+                        hotwords: Sequence[str] = (), words: bool = True) -> list[dict]:
+    """What a Vosk-protocol server must answer for these chunks: one reply each, then the final one."""
+    rec = recognizer(settings)
+    stream = rec.stream(hotwords)
+    resampler = PcmResampler(sample_rate, rec.sample_rate) if sample_rate != rec.sample_rate else None
+    replies = []
+    for chunk in chunks:
+        samples = resampler.accept(chunk) if resampler else pcm16_to_float(chunk)
+        segments = stream.accept(samples)
+        replies.append(result_message(segments, words) if segments else {"partial": stream.partial()})
+    tail = stream.accept(resampler.flush()) if resampler else []
+    replies.append(result_message(tail + stream.finish(), words))
+    return replies
+
+
+@contextlib.contextmanager
+def live_server(settings: Settings) -> Iterator[tuple[str, object]]:
+    """Run the app on a real uvicorn (in a thread) on a free loopback port; yields ("127.0.0.1:PORT", app)."""
+    app = app_for(settings)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", ws_max_size=settings.max_message_bytes,
+                            timeout_graceful_shutdown=settings.shutdown_timeout)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=STARTUP_SECONDS)
+        sock.close()
+
+
+def wait_until(predicate, what: str, seconds: float = STARTUP_SECONDS) -> None:
+    """Poll ``predicate`` until true; a deadline for liveness only, never a timing assertion."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
