@@ -28,6 +28,7 @@ from pathlib import Path
 
 from ..audio import SAMPLE_RATE
 from ..tokens import Vocabulary, normalize_text
+from .importers import audio_duration
 from .manifest import ManifestError, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -503,12 +504,6 @@ def _existing_rows(manifest: Path, out_dir: Path) -> dict[str, dict]:
     return rows
 
 
-def _audio_seconds(path: Path) -> float:
-    from ..audio import load_audio
-
-    return load_audio(path).size / SAMPLE_RATE
-
-
 def synthesize(jobs: Sequence[Job], out_dir: Path, manifest_name: str, config: SynthConfig,
                progress: bool = True, stop_at_hours: float | None = None) -> RunReport:
     """Make every job not already on disk, in a worker pool; keep ``out_dir/manifest_name`` current."""
@@ -522,7 +517,7 @@ def synthesize(jobs: Sequence[Job], out_dir: Path, manifest_name: str, config: S
             report.skipped += 1
         elif (out_dir / job.audio).exists():
             # Made by a run that was stopped before it rewrote the manifest.
-            rows[job.audio] = _row(job, round(_audio_seconds(out_dir / job.audio), 3))
+            rows[job.audio] = _row(job, round(audio_duration(out_dir / job.audio), 3))
             report.skipped += 1
         else:
             todo.append(job)
