@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The synthetic corpus for the default model (issue 5), exactly as it was made: about 30 hours of
-# short sentences, digit strings, isolated digits, single words, letters and telephone/assistant
-# commands, spoken by every installed English espeak-ng, flite and festival voice.
+# The synthetic corpora for the default model (issue 5), exactly as they were made:
+# 1. OUT_DIR: about 27 hours of short sentences, digit strings, isolated digits, single words, letters
+#    and telephone/assistant commands, spoken by every installed English espeak-ng, flite and festival
+#    voice (824 voices in 16 families), rate and pitch varied.
+# 2. OUT_DIR-hibari: the same kinds of prompts (fewer) in hibari's bundled neural voice, which sounds
+#    more like real speech. Its manifests are separate so they can be weighted in training.
 # Needs: apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox
-# Resumable: rerun the same command to finish or grow the corpus; what is on disk is skipped.
+#        pip install 'hibari-tts[fast]'   (for the second corpus; Apache-2.0, no torch)
+# Resumable: rerun to finish or grow a corpus; what is on disk is skipped.
 # Usage: scripts/make_synth_corpus.sh [OUT_DIR] [TEXT_DIR]   (defaults: /work/data/synth /work/shared/text)
+# (The two runs were made at the same time, the second at nice 19 with one worker.)
 set -euo pipefail
 out=${1:-/work/data/synth}
 text=${2:-/work/shared/text}
 cd "$(dirname "$0")/.."
-mkdir -p "$out"
+mkdir -p "$out" "$out-hibari"
 # nice: the machine is shared; 2 workers keep 2 cores busy when nobody else needs them.
-exec nice -n 10 python3 scripts/synth_corpus.py --out "$out" \
+nice -n 10 python3 scripts/synth_corpus.py --out "$out" \
   --text "$text/everyday.txt.gz:14000" \
   --text "$text/books.txt.gz:14000" \
   --valid-sentences 150 \
@@ -22,3 +27,15 @@ exec nice -n 10 python3 scripts/synth_corpus.py --out "$out" \
   --generate letters:3000 \
   --generate commands:6000 \
   --workers 2 --seed 1 --flush-every 500 --no-progress
+# Same held-out sentences (the first 150 of each file), so valid and train stay disjoint across both.
+nice -n 19 python3 scripts/synth_corpus.py --out "$out-hibari" --engine hibari \
+  --text "$text/everyday.txt.gz:3000" \
+  --text "$text/books.txt.gz:3000" \
+  --valid-sentences 150 \
+  --max-words 12 \
+  --generate digits:2000 \
+  --generate digit:2000 \
+  --generate words:3000 \
+  --generate letters:1000 \
+  --generate commands:2000 \
+  --workers 1 --seed 2 --flush-every 500 --no-progress

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--word-list-size", type=int, default=4000,
                    help="single words are drawn from this many most frequent words of the texts")
     p.add_argument("--engine", action="append", choices=list(ENGINES), default=[],
-                   help="use only this engine (repeatable; default: every installed one)")
+                   help="use this engine (repeatable; default: espeak-ng, flite and festival, those installed)")
     p.add_argument("--rate", type=float, nargs=2, default=(0.8, 1.25), metavar=("MIN", "MAX"),
                    help="speaking-rate factor range")
     p.add_argument("--pitch", type=float, nargs=2, default=(-3.0, 3.0), metavar=("MIN", "MAX"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import logging
 import os
 import random
@@ -100,25 +101,49 @@ def _festival_voices() -> list[Voice]:
     return [Voice("festival", n, f"festival:{n}", n) for n in names]
 
 
+def _hibari_voices() -> list[Voice]:
+    from hibari.voices import VOICES, voice_path
+
+    usable = []
+    for name in VOICES:
+        try:
+            voice_path(name, download_missing=False)
+        except FileNotFoundError:
+            continue  # other voices download on first use; a corpus run must not depend on the network
+        usable.append(Voice("hibari", name, f"hibari:{name}", name))
+    return usable
+
+
 ENGINES: dict[str, tuple[str, Callable[[], list[Voice]]]] = {
-    # engine -> (the program it needs, how to list its voices)
+    # engine -> (the program or Python module it needs, how to list its voices)
     "espeak-ng": ("espeak-ng", _espeak_voices),
     "flite": ("flite", _flite_voices),
     "festival": ("text2wave", _festival_voices),
+    # A small Kokoro-derived neural voice (PyPI hibari-tts, Apache-2.0), ~80x real time in-process.
+    "hibari": ("module:hibari", _hibari_voices),
 }
+# Neural engines are opt-in (--engine hibari): they are Python packages rather than system voices,
+# and adding a voice family would re-draw every utterance's voice in an existing corpus plan.
+DEFAULT_ENGINES = ("espeak-ng", "flite", "festival")
+
+
+def _installed(program: str) -> bool:
+    if program.startswith("module:"):
+        return importlib.util.find_spec(program.removeprefix("module:")) is not None
+    return shutil.which(program) is not None
 
 
 def discover_voices(engines: Iterable[str] | None = None) -> list[Voice]:
-    """Every usable English voice of the requested (default: all) engines that are installed."""
+    """Every usable English voice of the requested engines (default: DEFAULT_ENGINES) that are installed."""
     if shutil.which("sox") is None:
         raise SynthError("sox is needed to resample and encode synthetic audio: apt-get install sox")
     voices: list[Voice] = []
-    for engine in engines or ENGINES:
+    for engine in engines or DEFAULT_ENGINES:
         if engine not in ENGINES:
             raise ValueError(f"unknown TTS engine {engine!r}; choose from {', '.join(ENGINES)}")
         program, lister = ENGINES[engine]
-        if shutil.which(program) is None:
-            log.warning("%s is not installed (no %s on PATH): skipping its voices", engine, program)
+        if not _installed(program):
+            log.warning("%s is not installed (no %s): skipping its voices", engine, program)
             continue
         found = lister()
         if not found:
@@ -182,6 +207,22 @@ def _engine_command(job: Job, wav: Path, workdir: Path) -> list[str]:
     raise SynthError(f"unknown engine {v.engine!r}")
 
 
+_HIBARI_MODELS: dict = {}  # voice -> loaded model; one per worker process, as loading costs ~0.5 s
+
+
+def _hibari_render(job: Job, wav: Path) -> None:
+    try:
+        from hibari import Hibari, write_wav
+    except ImportError as e:
+        raise SynthError("the hibari engine needs: pip install 'hibari-tts[fast]'") from e
+    model = _HIBARI_MODELS.get(job.voice.selector)
+    if model is None:
+        model = _HIBARI_MODELS[job.voice.selector] = Hibari(job.voice.selector, threads=1)
+    # A seed from the job makes a rerun of the same job produce the same audio.
+    audio = model(job.speak, speed=job.rate, seed=int(job.key[:8], 16))
+    write_wav(str(wav), audio, model.sample_rate)
+
+
 def render(job: Job, out_dir: Path) -> dict:
     """Synthesise ``job`` into ``out_dir / job.audio``; returns its manifest row."""
     target = out_dir / job.audio
@@ -189,7 +230,10 @@ def render(job: Job, out_dir: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
         workdir = Path(tmp)
         wav = workdir / "raw.wav"
-        _run(_engine_command(job, wav, workdir))
+        if job.voice.engine == "hibari":
+            _hibari_render(job, wav)
+        else:
+            _run(_engine_command(job, wav, workdir))
         try:
             with wave.open(str(wav)) as w:
                 duration = w.getnframes() / w.getframerate()
@@ -197,10 +241,11 @@ def render(job: Job, out_dir: Path) -> dict:
             raise SynthError(f"{job.voice.id} wrote no readable audio: {e}") from e
         if duration < 0.1:
             raise SynthError(f"{job.voice.id} made {duration:.2f} s of audio for {job.text!r}")
-        # espeak-ng shifts pitch itself; the others are shifted by sox. -G guards against clipping.
+        # espeak-ng shifts pitch itself; the others are shifted by sox. -G guards against clipping;
+        # -R seeds sox's dither, so the same job always gives the same file.
         pitch = [] if job.voice.engine == "espeak-ng" or abs(job.pitch) < 0.05 else ["pitch", f"{job.pitch * 100:.0f}"]
         partial = target.with_name(f".{target.stem}.tmp.flac")
-        _run(["sox", "-G", str(wav), "-c", "1", "-b", "16", str(partial), *pitch, "rate", str(SAMPLE_RATE)])
+        _run(["sox", "-R", "-G", str(wav), "-c", "1", "-b", "16", str(partial), *pitch, "rate", str(SAMPLE_RATE)])
         os.replace(partial, target)  # a file under its final name is always complete
     return _row(job, round(duration, 3))
 
@@ -393,7 +438,7 @@ class SynthConfig:
     valid_sentences: int = 0  # held out from each text file, before training sentences are taken
     max_words: int = 12  # the real test sets are words, digit strings and short sentences
     word_list_size: int = 4000  # single words are drawn from this many most frequent words of the texts
-    engines: tuple[str, ...] = ()  # empty: every installed engine
+    engines: tuple[str, ...] = ()  # empty: DEFAULT_ENGINES (the Debian ones), those installed
     rate_range: tuple[float, float] = (0.8, 1.25)  # speaking-rate factor, drawn uniformly
     pitch_range: tuple[float, float] = (-3.0, 3.0)  # semitones, drawn uniformly
     workers: int = 2
