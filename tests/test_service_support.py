@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
+import urllib.request
 import wave
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -132,3 +136,34 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_process(command: Sequence[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """Run a server command in its own process; wait for /healthz; stop it (SIGTERM) on the way out."""
+    full_env = {**os.environ, **env}
+    proc = subprocess.Popen(list(command), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=Path(__file__).parent.parent)
+    url = f"http://127.0.0.1:{env['EDGESCRIBE_PORT']}/healthz"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited with {proc.returncode}: {proc.stdout.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_until(healthy, "the server to answer /healthz")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STARTUP_SECONDS)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()
