@@ -1,0 +1,95 @@
+"""Settings from EDGESCRIBE_* variables, checked at start-up, and `edgescribe serve`'s flags over them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from edgescribe.cli import main
+from service.settings import Settings, SettingsError, env_name, get_settings
+
+
+def test_every_setting_has_an_env_variable_a_flag_and_help():
+    for f in dataclasses.fields(Settings):
+        assert env_name(f.name) == "EDGESCRIBE_" + f.name.upper()
+        assert len(f.metadata["help"]) > 15, f.name
+
+
+def test_values_come_from_the_environment_and_overrides_win():
+    env = {"EDGESCRIBE_PORT": "9000", "EDGESCRIBE_MAX_STREAMS": " 3 ", "EDGESCRIBE_IDLE_TIMEOUT": "2",
+           "EDGESCRIBE_MODEL": "", "EDGESCRIBE_API_KEY": "k", "UNRELATED": "x"}
+    s = Settings.from_env(env)
+    assert (s.port, s.max_streams, s.idle_timeout, s.model, s.api_key) == (9000, 3, 2.0, None, "k")
+    assert Settings.from_env(env, port=9100, model=None).port == 9100
+    assert Settings.from_env({}) == Settings()
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"EDGESCRIBE_PORT": "eighty"}, "EDGESCRIBE_PORT"),
+    ({"EDGESCRIBE_PORT": "70000"}, "EDGESCRIBE_PORT"),
+    ({"EDGESCRIBE_MAX_REQUESTS": "0"}, "EDGESCRIBE_MAX_REQUESTS"),
+    ({"EDGESCRIBE_IDLE_TIMEOUT": "-1"}, "EDGESCRIBE_IDLE_TIMEOUT"),
+    ({"EDGESCRIBE_WORKERS": ""}, "EDGESCRIBE_WORKERS"),
+])
+def test_bad_values_are_refused_naming_the_variable(env, named):
+    with pytest.raises(SettingsError, match=named):
+        Settings.from_env(env)
+
+
+def test_wrong_types_are_refused_even_in_code():
+    with pytest.raises(SettingsError, match="EDGESCRIBE_THREADS"):
+        Settings(threads="4")
+    with pytest.raises(SettingsError, match="EDGESCRIBE_MAX_STREAMS"):
+        Settings(max_streams=True)
+    assert Settings(idle_timeout=5).idle_timeout == 5.0
+    with pytest.raises(SettingsError, match="EDGESCRIBE_API_KEY"):
+        Settings(api_key="  ")
+    assert Settings.from_env({"EDGESCRIBE_API_KEY": ""}).api_key is None  # `-e EDGESCRIBE_API_KEY=` is off
+
+
+def test_get_settings_reads_once(monkeypatch):
+    get_settings.cache_clear()
+    monkeypatch.setenv("EDGESCRIBE_PORT", "8123")
+    first = get_settings()
+    monkeypatch.setenv("EDGESCRIBE_PORT", "8124")
+    assert get_settings() is first and first.port == 8123
+    get_settings.cache_clear()
+
+
+@pytest.fixture()
+def fake_uvicorn(monkeypatch):
+    calls = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append((app, kw)))
+    return calls
+
+
+def test_serve_flags_override_the_environment(monkeypatch, fake_uvicorn):
+    monkeypatch.setenv("EDGESCRIBE_PORT", "9001")
+    monkeypatch.setenv("EDGESCRIBE_MAX_STREAMS", "5")
+    assert main(["serve", "--host", "127.0.0.1", "--max-streams", "6", "--shutdown-timeout", "3"]) == 0
+    (app, kw), = fake_uvicorn
+    assert (kw["host"], kw["port"], kw["timeout_graceful_shutdown"]) == ("127.0.0.1", 9001, 3.0)
+    settings = app.dependency_overrides[get_settings]()
+    assert settings.max_streams == 6 and settings.port == 9001
+
+
+def test_serve_defaults_to_all_interfaces_port_8000(monkeypatch, fake_uvicorn):
+    for f in dataclasses.fields(Settings):
+        monkeypatch.delenv(env_name(f.name), raising=False)
+    assert main(["serve"]) == 0
+    assert (fake_uvicorn[0][1]["host"], fake_uvicorn[0][1]["port"]) == ("0.0.0.0", 8000)
+
+
+def test_serve_reports_bad_settings_and_models_in_one_line(monkeypatch, fake_uvicorn, tmp_path, capsys):
+    monkeypatch.setenv("EDGESCRIBE_MAX_REQUESTS", "none")
+    assert main(["serve"]) == 2
+    assert "EDGESCRIBE_MAX_REQUESTS" in capsys.readouterr().err
+    monkeypatch.delenv("EDGESCRIBE_MAX_REQUESTS")
+    broken = tmp_path / "broken.esm"
+    broken.write_bytes(b"not a model")
+    assert main(["serve", "--model", str(broken)]) == 2
+    assert "broken.esm" in capsys.readouterr().err
+    assert not fake_uvicorn  # nothing was started
+    with pytest.raises(SystemExit):
+        main(["serve", "--port", "eighty"])  # argparse's own check of the flag's type
