@@ -23,7 +23,7 @@ from model.tokens import Vocabulary
 from model.training import augment
 from model.training.batching import BatchPlan, epoch_batches, shard
 from model.training.config import AugmentConfig, TrainConfig, add_train_arguments, config_from_args
-from model.training.data import SpeechDataset, Skipped, load_utterances
+from model.training.data import Skipped, SpeechDataset, load_utterances
 from model.training.loop import lr_factor, train
 from model.training.manifest import read_manifest
 from model.training.metrics import corpus_error_rates, edit_distance

@@ -59,6 +59,13 @@ def frames_for_seconds(seconds: float, cfg: FeatureConfig) -> int:
     return int(output_lengths(torch.tensor(feats)))
 
 
+def flush_padding(num_samples: int, cfg: FeatureConfig) -> int:
+    """Zeros ``Stream.finish`` appends to complete the last analysis window; training does the same."""
+    frames = 0 if num_samples < cfg.window_size else 1 + (num_samples - cfg.window_size) // cfg.window_shift
+    pending = num_samples - frames * cfg.window_shift
+    return cfg.window_size - pending if 0 < pending < cfg.window_size else 0
+
+
 def load_utterances(
     specs: Sequence[str], vocab: Vocabulary, features: FeatureConfig, max_seconds: float | None = None,
     limit: int | None = None,
@@ -177,12 +184,15 @@ class SpeechDataset:
         rng = np.random.default_rng(seed) if seed is not None and self.augment else None
         if rng is not None:
             wave = augment_waveform(wave, self.augment, rng)
+        seconds = wave.size / self.extractor.cfg.sample_rate
+        pad = flush_padding(wave.size, self.extractor.cfg)
+        wave = np.concatenate([wave, np.zeros(pad, np.float32)]) if pad else wave
         feats = self.extractor(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
         if rng is not None:
             feats = spec_augment(feats, self.augment, rng)
         if ctc_min_frames(item.tokens) > int(output_lengths(torch.tensor(feats.shape[0]))):
             return Skipped("text_too_long", item.audio)
-        return Example(feats, torch.tensor(item.tokens, dtype=torch.long), wave.size / self.extractor.cfg.sample_rate)
+        return Example(feats, torch.tensor(item.tokens, dtype=torch.long), seconds)
 
 
 def collate(examples: Sequence[Example | Skipped]) -> Batch:

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from ..checkpoint import ModelBundle, bundle_from_payload, model_payload, save_model
 from ..config import FeatureConfig
 from ..ctc import greedy_decode
-from ..network import Network
+from ..network import RECEPTIVE_FIELD, Network
 from ..tokens import Vocabulary
 from . import distributed
 from .batching import BatchPlan
@@ -49,6 +49,22 @@ log = logging.getLogger(__name__)
 
 VALID_BATCH_FRAMES = 30000  # 300 s of 10 ms frames: no gradients in validation, so batches can be larger
 _NO_TOKENS = torch.zeros(0, dtype=torch.long)
+# ``Stream.finish`` (model/recognize.py) flushes a stream by zero-filling the last analysis window
+# (``data.flush_padding``) and appending RECEPTIVE_FIELD - 1 frames of the feature mean. Training
+# and validation append the same tail, so the output frames it yields are ones the model has seen
+# (an untaught tail made an overfit model print "worldd"), and validation scores what
+# `edgescribe transcribe` prints with greedy decoding.
+STREAM_TAIL_FRAMES = RECEPTIVE_FIELD - 1
+
+
+def add_stream_tail(features: torch.Tensor, lengths: torch.Tensor, fill: torch.Tensor):
+    """(B, T, F) padded features -> (B, T + tail, F) with ``fill`` in the tail after each utterance."""
+    b, t, f = features.shape
+    out = torch.cat([features, features.new_zeros(b, STREAM_TAIL_FRAMES, f)], dim=1)
+    pos = torch.arange(t + STREAM_TAIL_FRAMES, device=features.device)[None, :]  # (1, T + tail)
+    start = lengths.to(features.device)[:, None]
+    out[(pos >= start) & (pos < start + STREAM_TAIL_FRAMES)] = fill.to(out.dtype)
+    return out, lengths + STREAM_TAIL_FRAMES
 
 
 @dataclass(frozen=True)
@@ -116,7 +132,8 @@ def validate(network: Network, valid: ValidSet, vocab: Vocabulary, device: torch
             end += 1
         chunk = order[start:end]
         batch = collate([Example(valid.features[i], _NO_TOKENS, 0.0) for i in chunk])
-        log_probs, out_lens = network(batch.features.to(device), batch.feature_lengths.to(device))
+        feats, lens = add_stream_tail(batch.features.to(device), batch.feature_lengths.to(device), network.feat_mean)
+        log_probs, out_lens = network(feats, lens)
         for row, i in enumerate(chunk):
             hyps[i] = greedy_decode(log_probs[row, : int(out_lens[row])].cpu(), vocab).text
         start = end
@@ -124,12 +141,13 @@ def validate(network: Network, valid: ValidSet, vocab: Vocabulary, device: torch
     return corpus_error_rates(valid.texts, [hyps[i] for i in range(len(valid.texts))])
 
 
-def ctc_loss(network: torch.nn.Module, batch: Batch, device: torch.device) -> torch.Tensor:
+def ctc_loss(network: torch.nn.Module, batch: Batch, device: torch.device, fill: torch.Tensor) -> torch.Tensor:
     """Mean over utterances of the summed CTC loss; an all-skipped batch gives a zero loss with gradients."""
     if batch.size == 0:
         # Every rank must take part in DDP's gradient all-reduce, so an empty batch still yields a graph.
         return sum(p.sum() * 0.0 for p in network.parameters())  # type: ignore[return-value]
-    log_probs, out_lens = network(batch.features.to(device), batch.feature_lengths.to(device))
+    feats, lens = add_stream_tail(batch.features.to(device), batch.feature_lengths.to(device), fill)
+    log_probs, out_lens = network(feats, lens)
     loss = F.ctc_loss(
         log_probs.transpose(0, 1),  # (T', B, V), as ctc_loss wants
         batch.targets.to(device), out_lens, batch.target_lengths.to(device),
@@ -163,14 +181,15 @@ def _worker_init(_: int) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
-          echo: Callable[[str], None] | None = None) -> TrainResult:
+          echo: Callable[[str], None] | None = None, device: str | None = None) -> TrainResult:
     """Run (or resume) a training run in ``cfg.out``.
 
     ``stop_after`` returns after that many steps as if the process had been killed: no final
     checkpoint, no export (tests use it to check that --resume reproduces an uninterrupted run).
     ``echo`` receives the human-readable report lines (the CLI prints them; rank 0 only).
+    ``device`` forces "cpu" or "cuda"; by default CUDA is used when present.
     """
-    ctx = distributed.init_distributed()
+    ctx = distributed.init_distributed(device)
     try:
         return _train(cfg, ctx, resume, stop_after, echo or (lambda _: None))
     finally:
@@ -277,7 +296,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_af
             raise ValueError("the training data makes no batches in this epoch")
         for batch in loader:
             epoch_skips.update(batch.skipped)
-            loss = ctc_loss(model, batch, ctx.device)
+            loss = ctc_loss(model, batch, ctx.device, network.feat_mean)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip)
