@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 
 import pytest
 from fastapi.testclient import TestClient
 from test_service_support import app_for, direct_file, speech_pcm16, write_wav
 
 from model.formats import full_text, to_srt, to_vtt
+from service.errors import ClientGone
+from service.recognizer import _Cancelled
 from service.settings import Settings
 
 URL = "/v1/audio/transcriptions"
@@ -233,3 +237,29 @@ def test_openapi_documents_the_upload_form(client):
     body = schema["paths"][URL]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]
     assert set(body["required"]) == {"file"} and "response_format" in body["properties"]
     assert json.dumps(schema)  # serialisable
+
+
+def test_abandoned_transcription_stops_and_frees_the_worker(client_for, speech):
+    client = client_for(workers=1)
+    engine = client.app.state.engine
+    release = threading.Event()
+    blocker = engine.pool.submit(release.wait)  # the only worker is busy, so our work waits in the queue
+
+    async def abandon() -> None:
+        gone = asyncio.get_running_loop().create_future()
+        gone.set_result(None)  # the client has already hung up
+        with speech.open("rb") as f:
+            work = asyncio.ensure_future(engine.transcribe(f, [], gone))
+            await asyncio.sleep(0)
+            release.set()
+            with pytest.raises(ClientGone):
+                await work
+
+    asyncio.run(abandon())
+    blocker.result()
+    cancelled = threading.Event()
+    cancelled.set()
+    with speech.open("rb") as f, pytest.raises(_Cancelled):  # the worker gives up at the next chunk
+        engine._transcribe_file(f, [], cancelled)
+    assert engine.pool.submit(lambda: "free").result(timeout=60) == "free"
+    assert post(client, speech).status_code == 200
