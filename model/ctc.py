@@ -7,9 +7,10 @@ frames onto the stream clock, ``frame_seconds`` is the network's output frame pe
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import torch
@@ -18,6 +19,11 @@ from .config import DecodingConfig
 from .tokens import Vocabulary
 
 FRAME_SECONDS = 0.04  # 10 ms feature hop x 4 subsampling
+# Beam extensions per frame: the best symbols only (flashlight's beam_size_token). A trained CTC
+# model rarely puts more than two or three symbols within prune_log_prob of the best; an untrained
+# or lost one puts all of them there, and this bounds the cost per frame in that case. Not applied
+# under a grammar or lexicon, which need their own symbols whatever their rank.
+MAX_SYMBOLS_PER_FRAME = 10
 
 
 @dataclass(frozen=True)
@@ -84,10 +90,42 @@ def greedy_decode(log_probs: torch.Tensor, vocab: Vocabulary, frame_offset: int 
     return words_from_emissions(greedy_emissions(log_probs), vocab, frame_offset)
 
 
+END_OF_SENTENCE = "</s>"
+
+
 class WordScorer(Protocol):
-    """The hook for a word language model: log10 or ln probability of ``word`` after ``history``."""
+    """A word language model for shallow fusion: ln P(word | history).
+
+    ``history`` is the segment's words so far; the start of the sentence is implied, since every
+    segment is decoded on its own. ``word`` may be ``END_OF_SENTENCE``, asked once per ending.
+    """
 
     def score(self, history: Sequence[str], word: str) -> float: ...
+
+
+class Constraint(Protocol):
+    """What the beam may spell: a deterministic automaton over symbol ids (see ``grammar.py``).
+
+    States are ints; ``start()`` is the state of the empty prefix.
+    """
+
+    def start(self) -> int: ...
+
+    def step(self, state: int, symbol: int) -> int | None:
+        """The state after ``symbol``, or None where the symbol is not allowed."""
+        ...
+
+    def cost(self, state: int, n_chars: int) -> float:
+        """Log-score added to an unfinished prefix of ``n_chars`` symbols that is in ``state``."""
+        ...
+
+    def final(self, state: int, n_chars: int) -> float | None:
+        """Log-score of ending in ``state``, or None where the prefix is not a complete phrase."""
+        ...
+
+    def label(self, state: int) -> str | None:
+        """Text that replaces the spelling when ending in ``state`` (Vosk's "[unk]"), else None."""
+        ...
 
 
 class HotwordBias:
@@ -102,31 +140,63 @@ class HotwordBias:
         self.prefixes = {w[:i] for w in self.words for i in range(1, len(w) + 1)}
         self.bonus = bonus
 
+    def word_score(self, word: str) -> float:
+        return self.bonus * len(word) if word in self.words else 0.0
+
+    def partial_score(self, partial: str) -> float:
+        return self.bonus * len(partial) if partial in self.prefixes else 0.0
+
     def __call__(self, completed: Sequence[str], partial: str) -> float:
-        if not self.words:
-            return 0.0
-        n = sum(len(w) for w in completed if w in self.words)
-        if partial in self.prefixes:
-            n += len(partial)
-        return self.bonus * n
+        return sum(self.word_score(w) for w in completed) + self.partial_score(partial)
+
+
+class _Prefix:
+    """One spelled prefix and everything the external scores know about it.
+
+    Children are made once per (prefix, symbol) and kept while they may be needed, so a prefix is
+    one object for the whole search: beams are keyed by it (no hashing of ever longer tuples) and
+    its scores are computed once. The search's root holds the tree, so an ancestor that leaves the
+    beam and is spelled again is the same object with the same children. No link points back up:
+    the tree is freed by reference counting, never left to the cycle collector.
+    """
+
+    __slots__ = ("last", "words", "partial", "fixed", "score", "state", "n_chars", "children", "_final")
+
+    def __init__(self, last: int, words: tuple[str, ...], partial: str, fixed: float, state: int,
+                 n_chars: int) -> None:
+        self.last = last  # the last symbol id; 0 for the empty prefix
+        self.words = words  # completed words
+        self.partial = partial  # the word being spelled
+        self.fixed = fixed  # external score of the completed words (LM, word bonus, hotwords)
+        self.score = fixed  # what ranks the prefix: fixed + partial-word bonus + constraint cost
+        self.state = state  # constraint state
+        self.n_chars = n_chars
+        self.children: dict[int, _Prefix | None] = {}
+        self._final: float | None = None
 
 
 @dataclass
 class _Beam:
     blank: float = -math.inf  # log P(prefix, last frame was blank)
     non_blank: float = -math.inf  # log P(prefix, last frame emitted the last symbol)
-    emissions: tuple[Emission, ...] = field(default_factory=tuple)
+    # The prefix's emissions as a linked list (newest first): extending it is O(1). They come
+    # from the most probable path into the prefix, so a character is timed where the audio says
+    # it, not at a first, barely probable emission that happened to survive in the beam.
+    emissions: tuple[Emission, tuple | None] | None = None
+    best_in: float = -math.inf  # log-score of the path the emissions came from
 
     @property
     def total(self) -> float:
         return _logaddexp(self.blank, self.non_blank)
 
 
-def _entry(beams: dict[tuple[int, ...], _Beam], prefix: tuple[int, ...], emissions: tuple[Emission, ...]) -> _Beam:
-    beam = beams.get(prefix)
-    if beam is None:
-        beam = beams[prefix] = _Beam(emissions=emissions)
-    return beam
+@dataclass
+class BeamState:
+    """A search in progress: pass it to ``advance`` chunk by chunk, read ``best`` at any time."""
+
+    root: _Prefix  # holds every prefix still needed, through the children caches
+    beams: dict[_Prefix, _Beam]
+    frames: int = 0  # frames consumed; emission frames count from the first chunk
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -138,64 +208,165 @@ def _logaddexp(a: float, b: float) -> float:
     return m + math.log(math.exp(a - m) + math.exp(b - m))
 
 
-class BeamSearch:
-    """CTC prefix beam search with optional hotword bias and an optional word LM (shallow fusion).
+def _emission_list(node: tuple[Emission, tuple | None] | None) -> list[Emission]:
+    out = []
+    while node is not None:
+        out.append(node[0])
+        node = node[1]
+    out.reverse()
+    return out
 
-    Scores: log P_ctc(prefix) + lm_weight * LM(words) + word_bonus * n_words + hotword bonus.
-    The external part is a function of the prefix alone, cached per prefix.
+
+class BeamSearch:
+    """CTC prefix beam search with hotword bias, word LM shallow fusion and constrained spelling.
+
+    Ranking score: log P_ctc(prefix) + lm_weight * ln P_lm(words) + word_bonus * n_words
+    + hotword bonus + constraint cost. Words are scored by the LM as they complete (at a space, or
+    at the end, where the sentence end is scored too). A ``Constraint`` (a grammar of phrases, or a
+    lexicon of words) removes every extension it does not allow, so the result is always something
+    it accepts, or empty. Stateless between searches: one instance can serve many streams.
     """
 
-    def __init__(self, vocab: Vocabulary, cfg: DecodingConfig = DecodingConfig(), lm: WordScorer | None = None):
+    def __init__(self, vocab: Vocabulary, cfg: DecodingConfig = DecodingConfig(), lm: WordScorer | None = None,
+                 constraint: Constraint | None = None):
         self.vocab = vocab
         self.cfg = cfg
         self.lm = lm
+        self.constraint = constraint
         self.hotwords = HotwordBias(cfg.hotwords, cfg.hotword_bonus)
-        self._ext_cache: dict[tuple[int, ...], float] = {}
 
-    def _external(self, prefix: tuple[int, ...], final: bool = False) -> float:
-        key = prefix + ((-1,) if final else ())
-        if key in self._ext_cache:
-            return self._ext_cache[key]
-        text = self.vocab.decode(prefix)
-        parts = text.split(" ")
-        completed, partial = (parts, "") if final else (parts[:-1], parts[-1])
-        completed = [w for w in completed if w]
-        score = self.hotwords(completed, partial)
-        if self.lm is not None and completed:
-            lm = sum(self.lm.score(completed[:i], w) for i, w in enumerate(completed))
-            score += self.cfg.lm_weight * lm + self.cfg.word_bonus * len(completed)
-        self._ext_cache[key] = score
+    # -- external scores ----------------------------------------------------------------------
+
+    def _word_score(self, history: tuple[str, ...], word: str) -> float:
+        score = self.hotwords.word_score(word)
+        if self.lm is not None:
+            score += self.cfg.lm_weight * self.lm.score(history, word) + self.cfg.word_bonus
         return score
 
-    def decode(self, log_probs: torch.Tensor, frame_offset: int = 0) -> Transcript:
-        beams = self.search(log_probs)
-        best = max(beams.items(), key=lambda kv: kv[1].total + self._external(kv[0], final=True))
-        return words_from_emissions(best[1].emissions, self.vocab, frame_offset)
+    def _child(self, p: _Prefix, s: int) -> _Prefix | None:
+        state = p.state
+        if self.constraint is not None:
+            state = self.constraint.step(state, s)
+            if state is None:
+                p.children[s] = None
+                return None
+        if s == self.vocab.space_id:
+            c = _Prefix(s, p.words + (p.partial,), "", p.fixed + self._word_score(p.words, p.partial), state,
+                        p.n_chars + 1)
+        else:
+            c = _Prefix(s, p.words, p.partial + self.vocab.symbols[s], p.fixed, state, p.n_chars + 1)
+            c.score += self.hotwords.partial_score(c.partial)
+        if self.constraint is not None:
+            c.score += self.constraint.cost(state, c.n_chars)
+        p.children[s] = c
+        return c
 
-    def search(self, log_probs: torch.Tensor) -> dict[tuple[int, ...], _Beam]:
+    def _final(self, p: _Prefix) -> float:
+        """External score of ending the segment with this prefix; -inf where it may not end."""
+        if p._final is None:
+            score, words = p.fixed, p.words
+            if p.partial:
+                score += self._word_score(words, p.partial)
+                words = words + (p.partial,)
+            if self.lm is not None:
+                score += self.cfg.lm_weight * self.lm.score(words, END_OF_SENTENCE)
+            if self.constraint is not None:
+                end = self.constraint.final(p.state, p.n_chars)
+                score = -math.inf if end is None else score + end
+            p._final = score
+        return p._final
+
+    # -- search -------------------------------------------------------------------------------
+
+    def start(self) -> BeamState:
+        state = self.constraint.start() if self.constraint is not None else 0
+        root = _Prefix(0, (), "", 0.0, state, 0)
+        return BeamState(root, {root: _Beam(blank=0.0)})
+
+    def advance(self, search: BeamState, log_probs: torch.Tensor) -> BeamState:
+        """Consume (T', V) log-probabilities; ``search`` is updated in place and returned."""
         space = self.vocab.space_id
-        beams: dict[tuple[int, ...], _Beam] = {(): _Beam(blank=0.0)}
-        lp_all = log_probs.tolist()
-        for t, lp in enumerate(lp_all):
-            threshold = max(lp) + self.cfg.prune_log_prob
-            candidates = [s for s in range(1, len(lp)) if lp[s] >= threshold]
-            nxt: dict[tuple[int, ...], _Beam] = {}
-            for prefix, beam in beams.items():
+        prune = self.cfg.prune_log_prob
+        beam_size = self.cfg.beam_size
+        exp = math.exp
+        beams = search.beams
+        if log_probs.shape[0] == 0:
+            return search
+        # A constraint needs its own symbols whatever their rank, and bounds the branching itself.
+        k = log_probs.shape[1] - 1 if self.constraint is not None else min(MAX_SYMBOLS_PER_FRAME,
+                                                                            log_probs.shape[1] - 1)
+        top_lp, top_sym = log_probs[:, 1:].topk(k, dim=-1)  # (T', k), best first
+        top_sym = (top_sym + 1).tolist()
+        floors = (log_probs.max(dim=-1).values + prune).tolist()
+        for lp, syms, lps, floor in zip(log_probs.tolist(), top_sym, top_lp.tolist(), floors, strict=True):
+            t = search.frames
+            search.frames += 1
+            candidates = [s for s, v in zip(syms, lps, strict=True) if v >= floor]
+            lp_blank = lp[0]
+            nxt: dict[_Prefix, _Beam] = {}
+            created: list[tuple[_Prefix, int, _Prefix]] = []
+            for p, beam in beams.items():
                 total = beam.total
                 # Stay on the same prefix through a blank, or by repeating the last symbol.
-                b = _entry(nxt, prefix, beam.emissions)
-                b.blank = _logaddexp(b.blank, total + lp[0])
-                if prefix:
-                    b.non_blank = _logaddexp(b.non_blank, beam.non_blank + lp[prefix[-1]])
+                b = nxt.get(p)
+                if b is None:
+                    b = nxt[p] = _Beam()
+                stay = total + lp_blank
+                b.blank = _logaddexp(b.blank, stay)
+                last = p.last
+                if last:
+                    repeat = beam.non_blank + lp[last]
+                    b.non_blank = _logaddexp(b.non_blank, repeat)
+                    stay = max(stay, repeat)
+                if stay > b.best_in:
+                    b.emissions, b.best_in = beam.emissions, stay
                 for s in candidates:
-                    if s == space and (not prefix or prefix[-1] == space):
+                    if s == space and (not last or last == space):
                         continue  # no leading or doubled spaces: they carry no words
-                    new_prefix = prefix + (s,)
-                    e = Emission(s, t, math.exp(lp[s]))
-                    nb = _entry(nxt, new_prefix, beam.emissions + (e,))
+                    if s in p.children:
+                        c = p.children[s]
+                        if c is None:
+                            continue
+                    else:
+                        c = self._child(p, s)
+                        if c is None:
+                            continue
+                        created.append((p, s, c))
+                    nb = nxt.get(c)
+                    if nb is None:
+                        nb = nxt[c] = _Beam()
                     # A repeated symbol needs a blank in between to count twice.
-                    src = beam.blank if prefix and prefix[-1] == s else total
-                    nb.non_blank = _logaddexp(nb.non_blank, src + lp[s])
-            ranked = sorted(nxt.items(), key=lambda kv: kv[1].total + self._external(kv[0]), reverse=True)
-            beams = dict(ranked[: self.cfg.beam_size])
-        return beams
+                    score = (beam.blank if s == last else total) + lp[s]
+                    nb.non_blank = _logaddexp(nb.non_blank, score)
+                    if score > nb.best_in:
+                        nb.emissions, nb.best_in = (Emission(s, t, exp(lp[s])), beam.emissions), score
+            if len(nxt) > beam_size:
+                nxt = dict(heapq.nlargest(beam_size, nxt.items(), key=lambda kv: kv[1].total + kv[0].score))
+                # Forget the prefixes made this frame that did not survive: they have no children
+                # yet, so nothing else can refer to them, and the tree stays O(frames x beam).
+                for p, s, c in created:
+                    if c not in nxt:
+                        del p.children[s]
+            beams = nxt
+        search.beams = beams
+        return search
+
+    def best(self, search: BeamState, frame_offset: int = 0, final: bool = True) -> Transcript:
+        """The best hypothesis so far. ``final``: it must be a complete one (and the LM scores its
+        end); otherwise the best-ranked prefix, for partial results while audio still comes."""
+        if final:
+            scored = [(beam.total + self._final(p), p, beam) for p, beam in search.beams.items()]
+        else:
+            scored = [(beam.total + p.score, p, beam) for p, beam in search.beams.items()]
+        score, p, beam = max(scored, key=lambda x: x[0])
+        if score == -math.inf:
+            return Transcript("")  # nothing complete yet: say nothing rather than something not allowed
+        t = words_from_emissions(_emission_list(beam.emissions), self.vocab, frame_offset)
+        label = self.constraint.label(p.state) if final and self.constraint is not None else None
+        if label is not None and t.words:
+            conf = sum(w.confidence for w in t.words) / len(t.words)
+            t = Transcript(label, (Word(label, t.words[0].start, t.words[-1].end, round(conf, 4)),))
+        return t
+
+    def decode(self, log_probs: torch.Tensor, frame_offset: int = 0) -> Transcript:
+        return self.best(self.advance(self.start(), log_probs), frame_offset)

@@ -1,0 +1,148 @@
+#!/usr/bin/env python3
+"""Cost of CTC decoding per 200 ms of audio on one thread: greedy, beam, beam + LM, lexicon, grammar.
+
+No acoustic model is needed: log-probabilities are made to look like a CTC model's (mostly blank
+frames, one peaked frame per character, a few confusable letters), from everyday-text sentences,
+plus a "flat" case (an untrained model: every symbol about equally likely), the worst case for
+the beam. Each sentence is decoded the streaming way: ``advance`` per 5-frame (200 ms) chunk
+with a partial result after every chunk, then the final result at the endpoint.
+
+    python scripts/bench_decoder.py [--lm model/assets/default_lm.eslm] [--sentences 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from model.config import DecodingConfig  # noqa: E402
+from model.ctc import BeamSearch, greedy_decode  # noqa: E402
+from model.grammar import Grammar, lexicon  # noqa: E402
+from model.lm import NgramLM, load_default_lm, load_lm  # noqa: E402
+from model.tokens import Vocabulary, normalize_text  # noqa: E402
+
+CHUNK_FRAMES = 5  # 200 ms of 40 ms output frames
+DIGITS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+COMMANDS = ["turn on the light", "turn off the light", "what time is it", "call mom", "stop", "play music",
+            "volume up", "volume down", "next song", "yes", "no", "cancel", "[unk]"]
+
+
+def peaky_log_probs(text: str, vocab: Vocabulary, rng: random.Random) -> torch.Tensor:
+    """(T, V): 1-2 blank frames around each character, the character at 0.5-0.95, a rival letter."""
+    index = {s: i for i, s in enumerate(vocab.symbols)}
+    letters = [i for s, i in index.items() if s.isalpha()]
+    rows = []
+
+    def frame(sym: int, p: float) -> None:
+        row = torch.full((len(vocab),), 1e-6)  # a trained CTC model's floor: far below prune_log_prob
+        rival = rng.choice(letters)
+        row[rival] += (1 - p) * 0.7
+        row[0] += (1 - p) * 0.3 if sym != 0 else 0.0
+        row[sym] += p
+        rows.append(row / row.sum())
+
+    for ch in text:
+        for _ in range(rng.randint(1, 2)):
+            frame(0, 0.95)
+        frame(index[ch], rng.uniform(0.5, 0.95))
+    frame(0, 0.95)
+    return torch.stack(rows).log()
+
+
+def flat_log_probs(n_frames: int, vocab: Vocabulary, gen: torch.Generator) -> torch.Tensor:
+    return (torch.randn(n_frames, len(vocab), generator=gen) * 0.5).log_softmax(-1)
+
+
+def run_stream(decoder: BeamSearch | None, lp: torch.Tensor, vocab: Vocabulary) -> tuple[list[float], str]:
+    """CPU seconds per 200 ms chunk (advance + partial; the last chunk includes the final result).
+
+    This thread's CPU time, not wall time: on a shared machine other jobs would otherwise be
+    counted; on an idle device the two agree."""
+    times = []
+    state = decoder.start() if decoder else None
+    chunks = lp.split(CHUNK_FRAMES)
+    text = ""
+    for i, chunk in enumerate(chunks):
+        t0 = time.thread_time()
+        if decoder is None:
+            text = greedy_decode(lp[: (i + 1) * CHUNK_FRAMES], vocab).text  # what Stream.partial does today
+        else:
+            decoder.advance(state, chunk)
+            text = decoder.best(state, final=i == len(chunks) - 1).text
+        times.append(time.thread_time() - t0)
+    return times, text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--lm", default=None, help="LM file (default: the shipped one)")
+    parser.add_argument("--text", default=str(Path(__file__).resolve().parents[2] / "shared/text/everyday.txt.gz"),
+                        help="sentences to spell (never an evaluation transcript)")
+    parser.add_argument("--sentences", type=int, default=30)
+    parser.add_argument("--beam-size", type=int, default=DecodingConfig.beam_size)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    vocab = Vocabulary()
+    rng = random.Random(args.seed)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    lm: NgramLM | None = load_lm(args.lm) if args.lm else load_default_lm()
+    with gzip.open(args.text, "rt", encoding="utf-8") as f:
+        lines = [normalize_text(next(f)) for _ in range(args.sentences * 3)]
+    sentences = [s for s in lines if s and not vocab.unknown_chars(s)][: args.sentences]
+    peaky = [peaky_log_probs(s, vocab, rng) for s in sentences]
+    digits = [peaky_log_probs(" ".join(rng.choices(DIGITS, k=rng.randint(1, 4))), vocab, rng) for _ in sentences]
+    commands = [peaky_log_probs(rng.choice(COMMANDS[:-1]), vocab, rng) for _ in sentences]
+    flat = [flat_log_probs(lp.shape[0], vocab, gen) for lp in peaky]
+
+    cfg = DecodingConfig(beam_size=args.beam_size)
+    t0 = time.perf_counter()
+    lex = lexicon(lm.words(), vocab) if lm else None
+    lex_seconds = time.perf_counter() - t0
+    gc.collect()  # start every run from the same heap; the max column shows any collection pause
+    cases: list[tuple[str, BeamSearch | None, list[torch.Tensor]]] = [
+        ("greedy (partials as today)", None, peaky),
+        (f"beam {cfg.beam_size}", BeamSearch(vocab, cfg), peaky),
+        (f"beam {cfg.beam_size}, flat input", BeamSearch(vocab, cfg), flat),
+    ]
+    if lm is not None:
+        cases += [
+            (f"beam {cfg.beam_size} + LM", BeamSearch(vocab, cfg, lm), peaky),
+            (f"beam {cfg.beam_size} + LM, flat input", BeamSearch(vocab, cfg, lm), flat),
+            (f"beam {cfg.beam_size} + LM + lexicon", BeamSearch(vocab, cfg, lm, lex), peaky),
+        ]
+    cases += [
+        ("grammar: 10 digits (loop-free)", BeamSearch(vocab, cfg, None, Grammar(DIGITS, vocab)), digits),
+        ("grammar: 12 commands + [unk]", BeamSearch(vocab, cfg, None, Grammar(COMMANDS, vocab)), commands),
+        ("grammar: commands, flat input", BeamSearch(vocab, cfg, None, Grammar(COMMANDS, vocab)), flat),
+    ]
+    print(f"{len(sentences)} sentences, {sum(lp.shape[0] for lp in peaky) * 0.04:.0f} s of frames; "
+          f"1 thread; chunk = {CHUNK_FRAMES} frames = 200 ms")
+    if lm is not None:
+        print(f"LM: order {lm.order}, {len(lm.vocab)} words; lexicon trie built in {lex_seconds:.2f} s")
+    print(f"{'decoder':38s} {'CPU ms/chunk':>12s} {'p95':>7s} {'max':>7s} {'x real time':>11s}")
+    for name, decoder, inputs in cases:
+        times: list[float] = []
+        for lp in inputs:
+            times.extend(run_stream(decoder, lp, vocab)[0])
+        times.sort()
+        mean = statistics.fmean(times)
+        print(f"{name:38s} {1000 * mean:12.2f} {1000 * times[int(0.95 * len(times))]:7.2f} "
+              f"{1000 * times[-1]:7.2f} {mean / 0.2:11.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

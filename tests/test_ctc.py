@@ -1,0 +1,95 @@
+"""CTC decoding: greedy and beam agree on clear audio, the LM and hotwords fix ambiguous audio,
+streaming equals whole-segment decoding, and beam results carry word timings and confidences."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from ctc_fixtures import VOCAB, frames, spell
+
+from model.config import DecodingConfig
+from model.ctc import FRAME_SECONDS, BeamSearch, greedy_decode
+from model.grammar import lexicon
+from model.lm import BuildConfig, NgramLM, build_lm
+
+LM_TEXT = [s.split() for s in [
+    "the cat sat on the mat", "a cat sat on a hat", "the cat ran home", "the dog sat on the log",
+    "turn on the light", "turn off the light", "there is a cat", "their cat sat there",
+]]
+# 'c' is heard as 'k' slightly more than as 'c'.
+AMBIGUOUS = {"c": {"k": 0.5, "c": 0.4}}
+
+
+@pytest.fixture(scope="module")
+def lm() -> NgramLM:
+    return NgramLM(build_lm(LM_TEXT, BuildConfig(order=3)))
+
+
+def test_beam_equals_greedy_on_clear_audio():
+    lp = spell("hello world")  # the double l needs the blank between its frames
+    greedy = greedy_decode(lp, VOCAB)
+    assert greedy.text == "hello world"
+    assert BeamSearch(VOCAB).decode(lp) == greedy  # same words, times and confidences
+
+
+def test_beam_with_lm_beats_greedy_on_ambiguous_audio(lm):
+    lp = spell("the cat sat on the mat", AMBIGUOUS)
+    assert greedy_decode(lp, VOCAB).text == "the kat sat on the mat"
+    assert BeamSearch(VOCAB).decode(lp).text == "the kat sat on the mat"  # no LM: the audio decides
+    assert BeamSearch(VOCAB, DecodingConfig(), lm).decode(lp).text == "the cat sat on the mat"
+    with_lexicon = BeamSearch(VOCAB, DecodingConfig(lm_weight=0.0), None, lexicon(lm.words(), VOCAB))
+    assert with_lexicon.decode(lp).text == "the cat sat on the mat"  # "kat" is not a word
+
+
+def test_lm_weight_zero_leaves_the_audio_in_charge(lm):
+    lp = spell("the cat sat", AMBIGUOUS)
+    cfg = DecodingConfig(lm_weight=0.0, word_bonus=0.0)
+    assert BeamSearch(VOCAB, cfg, lm).decode(lp).text == "the kat sat"
+
+
+def test_lm_chooses_between_homophones(lm):
+    # "there" / "their": the audio cannot tell (e vs i, r vs nothing); the LM can.
+    spec = ["_", "t", "_", "h", "_", "e", "_", {"i": 0.46, "r": 0.44}, "_", {"r": 0.46, "e": 0.44}, "_",
+            " ", "_", "i", "_", "s", "_", " ", "_", "a", "_", " ", "_", "c", "_", "a", "_", "t", "_"]
+    lp = frames(spec)
+    assert greedy_decode(lp, VOCAB).text == "their is a cat"
+    assert BeamSearch(VOCAB, DecodingConfig(), lm).decode(lp).text == "there is a cat"
+
+
+def test_hotword_boosting_still_works():
+    lp = spell("call kate now", {"k": {"c": 0.5, "k": 0.4}})
+    assert BeamSearch(VOCAB).decode(lp).text == "call cate now"
+    cfg = DecodingConfig(hotwords=("kate",), hotword_bonus=1.0)
+    assert BeamSearch(VOCAB, cfg).decode(lp).text == "call kate now"
+
+
+def test_beam_results_carry_word_timings_and_confidences(lm):
+    lp = spell("the cat sat", AMBIGUOUS)
+    offset = 100
+    t = BeamSearch(VOCAB, DecodingConfig(), lm).decode(lp, frame_offset=offset)
+    assert [w.word for w in t.words] == ["the", "cat", "sat"]
+    # spell(): frame 0 is blank, character i is at frame 2i + 1.
+    starts = [(offset + 2 * i + 1) * FRAME_SECONDS for i in (0, 4, 8)]
+    ends = [(offset + 2 * i + 2) * FRAME_SECONDS for i in (2, 6, 10)]
+    assert [w.start for w in t.words] == pytest.approx(starts)
+    assert [w.end for w in t.words] == pytest.approx(ends)
+    assert t.words[0].confidence == pytest.approx(0.9, abs=1e-3)
+    assert t.words[1].confidence == pytest.approx((0.4 + 0.9 + 0.9) / 3, abs=1e-3)  # the doubtful 'c' shows
+
+
+def test_streaming_in_chunks_equals_whole_segment(lm):
+    lp = spell("turn on the light and the cat sat on the mat", AMBIGUOUS)
+    search = BeamSearch(VOCAB, DecodingConfig(beam_size=6), lm)
+    whole = search.decode(lp, frame_offset=7)
+    state = search.start()
+    partials = []
+    for chunk in lp.split(5):  # 5 frames = 200 ms
+        search.advance(state, chunk)
+        partials.append(search.best(state, final=False).text)
+    assert search.best(state, frame_offset=7) == whole
+    assert partials[-1] == whole.text and partials[2].startswith("turn")
+
+
+def test_empty_and_silent_input():
+    assert BeamSearch(VOCAB).decode(torch.zeros(0, len(VOCAB))).text == ""
+    assert BeamSearch(VOCAB).decode(frames(["_"] * 10)).text == ""
