@@ -19,6 +19,7 @@ from .checkpoint import ModelBundle
 from .config import DecodingConfig
 from .ctc import FRAME_SECONDS, BeamSearch, Transcript, Word, WordScorer, greedy_decode
 from .features import FbankExtractor, StreamingFbank
+from .grammar import Grammar
 from .network import RECEPTIVE_FIELD
 
 ENDPOINT_SECONDS = 0.6  # a pause this long after speech closes a segment (Vosk/Kaldi use 0.5-1.0 s)
@@ -48,14 +49,24 @@ class Recognizer:
     def sample_rate(self) -> int:
         return self.bundle.features.sample_rate
 
-    def decode(self, log_probs: torch.Tensor, frame_offset: int = 0, hotwords: Sequence[str] = ()) -> Transcript:
-        if self.decoding.beam_size <= 1 and not hotwords and self.lm is None:
+    def decode(self, log_probs: torch.Tensor, frame_offset: int = 0, hotwords: Sequence[str] = (),
+               grammar: Grammar | None = None) -> Transcript:
+        """``grammar``: decode to one of its phrases (or "[unk]", or nothing) instead of free text."""
+        if self.decoding.beam_size <= 1 and not hotwords and self.lm is None and grammar is None:
             return greedy_decode(log_probs, self.bundle.vocab, frame_offset)
         cfg = dataclasses.replace(self.decoding, hotwords=tuple(self.decoding.hotwords) + tuple(hotwords))
-        return BeamSearch(self.bundle.vocab, cfg, self.lm).decode(log_probs, frame_offset)
+        # Under a grammar the phrase list is the language model (as in Vosk's grammar mode): a text
+        # LM would only pull toward phrases that are not allowed anyway.
+        lm = None if grammar is not None else self.lm
+        return BeamSearch(self.bundle.vocab, cfg, lm, grammar).decode(log_probs, frame_offset)
 
-    def stream(self, hotwords: Sequence[str] = (), endpoint_seconds: float = ENDPOINT_SECONDS) -> Stream:
-        return Stream(self, hotwords, endpoint_seconds)
+    def grammar(self, phrases: Sequence[str]) -> Grammar:
+        """A phrase list checked against this model's vocabulary; raises ``GrammarError``."""
+        return Grammar(phrases, self.bundle.vocab)
+
+    def stream(self, hotwords: Sequence[str] = (), endpoint_seconds: float = ENDPOINT_SECONDS,
+               grammar: Grammar | None = None) -> Stream:
+        return Stream(self, hotwords, endpoint_seconds, grammar)
 
     def transcribe_chunks(self, chunks: Iterable[np.ndarray], hotwords: Sequence[str] = ()) -> list[Segment]:
         stream = self.stream(hotwords)
@@ -72,9 +83,11 @@ class Recognizer:
 class Stream:
     """One live stream. ``accept`` audio, read ``partial()``, get ``Segment``s at each pause."""
 
-    def __init__(self, recognizer: Recognizer, hotwords: Sequence[str], endpoint_seconds: float):
+    def __init__(self, recognizer: Recognizer, hotwords: Sequence[str], endpoint_seconds: float,
+                 grammar: Grammar | None = None):
         self.rec = recognizer
         self.hotwords = tuple(hotwords)
+        self.grammar = grammar
         self.fbank = StreamingFbank(recognizer.extractor)
         self.state = recognizer.network.initial_state(1)
         self.endpoint_frames = max(1, round(endpoint_seconds / FRAME_SECONDS))
@@ -127,7 +140,7 @@ class Stream:
     def _close(self, n_frames: int) -> list[Segment]:
         frames = self._frames()[:n_frames]
         rest = self._frames()[n_frames:]
-        t = self.rec.decode(frames, self.segment_start, self.hotwords)
+        t = self.rec.decode(frames, self.segment_start, self.hotwords, self.grammar)
         start, end = self.segment_start * FRAME_SECONDS, (self.segment_start + n_frames) * FRAME_SECONDS
         self.segment_start += n_frames
         self.log_probs = [rest] if rest.shape[0] else []

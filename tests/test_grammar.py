@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from ctc_fixtures import VOCAB, frames, spell
@@ -112,3 +113,25 @@ def test_vosk_json_grammar():
         Grammar.from_json('{"phrases": []}', VOCAB)
     with pytest.raises(GrammarError, match="not valid JSON"):
         Grammar.from_json("[yes", VOCAB)
+
+
+def test_recognizer_decodes_and_streams_with_a_grammar():
+    # The scripted network of test_recognize: a loud tone reads as "aaaa..."; the grammar allows "a" only.
+    from test_recognize import _scripted_recognizer, _tone
+
+    rec = _scripted_recognizer()
+    g = rec.grammar(["a", "b b"])
+    assert rec.decode(spell("tern off the lite"), grammar=rec.grammar(COMMANDS)).text == "turn off the light"
+    audio = np.concatenate([np.zeros(8000, np.float32), _tone(0.5), np.zeros(16000, np.float32), _tone(0.3)])
+    chunks = [audio[i : i + 1600] for i in range(0, audio.size, 1600)]  # 100 ms
+    free = rec.transcribe_chunks(chunks)
+    assert [set(s.text) for s in free] == [{"a"}, {"a"}] and len(free[0].text) > 1
+    stream = rec.stream(grammar=g)
+    segments = []
+    for chunk in chunks:
+        segments += stream.accept(chunk)
+    segments += stream.finish()
+    assert [s.text for s in segments] == ["a", "a"]
+    assert segments[0].words[0].start == pytest.approx(free[0].words[0].start)
+    with pytest.raises(GrammarError):
+        rec.grammar([])
