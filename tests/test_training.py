@@ -224,3 +224,36 @@ def test_manifest_weights_oversample(fixtures_dir, tmp_path):
     items, _ = load_utterances([str(manifest), f"{manifest}:2"], Vocabulary(), FeatureConfig())
     assert len(items) == 2 * len(list(read_manifest(manifest)))
     assert [u.weight for u in items] == [1.0] * 6 + [2.0] * 6
+
+
+def test_codebook_finetuning_lowers_the_loss_and_saves_the_shared_values_exactly(fixtures_dir, tmp_path):
+    from model.checkpoint import ModelBundle
+    from model.training.codebook import ClusteredNetwork, finetune_codebooks
+    from model.training.data import collate
+    from model.training.loop import ctc_loss
+
+    items, _ = load_utterances([str(fixtures_dir / "tiny.jsonl")], Vocabulary(), FeatureConfig())
+    ds = SpeechDataset(items, FeatureConfig())
+    batch = collate([ds[i] for i in range(len(ds))])
+    bundle = ModelBundle.new(TINY_NET)
+    cpu = torch.device("cpu")
+
+    def loss_fn(net, b):
+        return ctc_loss(net, b, cpu, net.feat_mean)
+
+    with torch.no_grad():
+        before = float(loss_fn(ClusteredNetwork(bundle.network).eval(), batch))
+    compressed = finetune_codebooks(bundle, [batch], steps=20, loss_fn=loss_fn, lr=1e-2)
+    with torch.no_grad():
+        after = float(loss_fn(bundle.network.eval(), batch))
+    assert after < before
+
+    size = compressed.save(tmp_path / "m.esm")
+    loaded = load_model(tmp_path / "m.esm")
+    assert size == (tmp_path / "m.esm").stat().st_size
+    compressed_names = [k for k, c in loaded.codecs.items() if c == "kmeans4"]
+    assert compressed_names
+    for name in compressed_names:
+        w = loaded.network.state_dict()[name]
+        assert torch.equal(w, bundle.network.state_dict()[name])  # written as is, not clustered again
+        assert w.unique().numel() <= 16

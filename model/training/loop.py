@@ -14,7 +14,7 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -343,7 +343,8 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_af
     if ctx.is_main:
         if valid is not None and step % cfg.valid_every != 0:
             run_validation()
-        report = export(cfg, bundle, run_dir, valid, step)
+        plan.set_position(epoch, 0)  # codebook fine-tuning (if any) draws batches from here
+        report = export(cfg, bundle, run_dir, valid, step, loader)
         say(f"fp32 model: {report.fp32_path} {report.fp32_bytes / 1e6:.3f} MB" + _rates(report.fp32_rates))
         say(f"{report.codec} model: {report.path} {report.bytes / 1e6:.3f} MB" + _rates(report.rates))
     distributed.barrier(ctx)
@@ -378,8 +379,12 @@ def _cpu_bundle(bundle: ModelBundle, cfg: TrainConfig, step: int, rates: ErrorRa
     return replace(bundle, network=net.eval(), metadata={**bundle.metadata, **meta})
 
 
-def export(cfg: TrainConfig, bundle: ModelBundle, run_dir: Path, valid: ValidSet | None, step: int) -> ExportReport:
-    """Write model-fp32.esm (the best validated weights, else the last) and model.esm in ``cfg.codec``."""
+def export(cfg: TrainConfig, bundle: ModelBundle, run_dir: Path, valid: ValidSet | None, step: int,
+           batches: Iterable[Batch] | None = None) -> ExportReport:
+    """Write model-fp32.esm (the best validated weights, else the last) and model.esm in ``cfg.codec``.
+
+    With ``cfg.codebook_steps`` and training ``batches``, the kmeans4 codebooks are fine-tuned first.
+    """
     from ..checkpoint import load_model
 
     best = run_dir / "best.esm"
@@ -387,10 +392,13 @@ def export(cfg: TrainConfig, bundle: ModelBundle, run_dir: Path, valid: ValidSet
     fp32_path, path = run_dir / "model-fp32.esm", run_dir / "model.esm"
     fp32_bytes = save_model(source, fp32_path, "fp32")
     fp32_rates = validate(source.network, valid, source.vocab, torch.device("cpu")) if valid else None
-    if cfg.codebook_steps > 0 and cfg.codec == "kmeans4":
+    if cfg.codebook_steps > 0 and cfg.codec == "kmeans4" and batches is not None:
         from .codebook import finetune_codebooks
 
-        compressed = finetune_codebooks(source, cfg)
+        cpu = torch.device("cpu")
+        compressed = finetune_codebooks(source, batches, cfg.codebook_steps,
+                                        lambda net, batch: ctc_loss(net, batch, cpu, net.feat_mean),
+                                        lr=cfg.lr * 0.1, grad_clip=cfg.grad_clip)
         size = compressed.save(path)
     else:
         size = save_model(source, path, cfg.codec)
