@@ -146,6 +146,13 @@ class Stream:
         self.log_probs = [rest] if rest.shape[0] else []
         if not t.text:
             return []
+        # The end-of-audio padding can put a last emission up to one frame past the real audio.
+        limit = round(self.seconds, 3)
+        words = tuple(
+            dataclasses.replace(w, start=min(w.start, limit), end=min(w.end, limit)) for w in t.words
+        )
+        t = Transcript(t.text, words)
+        end = min(end, limit)
         if t.words:
             start, end = t.words[0].start, t.words[-1].end
         seg = Segment(self.next_id, round(start, 3), round(end, 3), t.text, t.words)
