@@ -119,53 +119,85 @@ _AUGMENT_FLAGS = tuple(f.name for f in fields(AugmentConfig))
 _TRAIN_FLAGS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("network", "augment"))
 
 
+class _Group:
+    """An argument group whose flags default to SUPPRESS: only flags actually given reach the namespace.
+
+    That is what lets a --config file fill the gaps and still lose to the command line; each
+    help text states the real default itself.
+    """
+
+    def __init__(self, group) -> None:
+        self.group = group
+
+    def add_argument(self, *names: str, **kwargs: Any):
+        kwargs["default"] = argparse.SUPPRESS
+        return self.group.add_argument(*names, **kwargs)
+
+    def add_mutually_exclusive_group(self) -> _Group:
+        return _Group(self.group.add_mutually_exclusive_group())
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """Every TrainConfig knob as a flag; defaults are None so a --config file can fill them."""
+    """Every TrainConfig knob as a flag (config_from_args turns them into a TrainConfig)."""
     d, n, a = TrainConfig.__dataclass_fields__, NetworkConfig(), AugmentConfig()
 
     def default(name: str) -> Any:
-        f = d[name]
-        return f.default
+        return d[name].default
 
-    g = parser.add_argument_group("data")
+    g = _Group(parser.add_argument_group("data"))
     g.add_argument("--train", action="append", metavar="MANIFEST[:WEIGHT]",
                    help="training manifest, repeatable; WEIGHT oversamples it (default 1)")
     g.add_argument("--valid", action="append", metavar="MANIFEST", help="validation manifest, repeatable")
     g.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, model.esm)")
     g.add_argument("--config", help="JSON file of settings (same names as the flags, with underscores; "
                    "'network' and 'augment' may be nested objects); flags given here win")
-    g.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--cache", action=argparse.BooleanOptionalAction,
                    help=f"keep decoded audio in memory across epochs (default {default('cache')})")
     g.add_argument("--workers", type=int, help=f"data-loading processes (default {default('workers')})")
-    for name, typ in (("max_batch_seconds", float), ("max_batch_size", int), ("max_utterance_seconds", float),
-                      ("valid_limit", int), ("stats_utterances", int)):
-        g.add_argument("--" + name.replace("_", "-"), type=typ, help=f"(default {default(name)})")
+    for name, typ, text in (
+        ("max_batch_seconds", float, "padded audio seconds per batch"),
+        ("max_batch_size", int, "utterances per batch at most"),
+        ("max_utterance_seconds", float, "longer utterances are skipped"),
+        ("valid_limit", int, "only the first N utterances of each --valid manifest"),
+        ("stats_utterances", int, "utterances sampled for the feature mean/std"),
+    ):
+        g.add_argument("--" + name.replace("_", "-"), type=typ, help=f"{text} (default {default(name)})")
 
-    g = parser.add_argument_group("schedule")
+    g = _Group(parser.add_argument_group("schedule"))
     length = g.add_mutually_exclusive_group()
     length.add_argument("--max-steps", type=int, help="optimizer steps to run")
     length.add_argument("--epochs", type=int, help="passes over the (weighted) training data")
-    for name, typ in (("lr", float), ("min_lr_ratio", float), ("warmup_steps", int), ("weight_decay", float),
-                      ("grad_clip", float), ("seed", int), ("threads", int), ("log_every", int),
-                      ("valid_every", int), ("checkpoint_every", int), ("keep_checkpoints", int),
-                      ("codebook_steps", int)):
-        g.add_argument("--" + name.replace("_", "-"), type=typ, help=f"(default {default(name)})")
+    for name, typ, text in (
+        ("lr", float, "peak learning rate (AdamW)"),
+        ("min_lr_ratio", float, "the cosine decay ends at this fraction of --lr"),
+        ("warmup_steps", int, "linear warm-up steps"),
+        ("weight_decay", float, "AdamW weight decay"),
+        ("grad_clip", float, "gradient norm clipping"),
+        ("seed", int, "seed of initialisation, batch order and augmentation"),
+        ("threads", int, "torch CPU threads for training"),
+        ("log_every", int, "steps between metrics.jsonl rows"),
+        ("valid_every", int, "steps between validations"),
+        ("checkpoint_every", int, "steps between resumable checkpoints"),
+        ("keep_checkpoints", int, "checkpoints kept"),
+        ("codebook_steps", int, "steps fine-tuning the kmeans4 codebooks after clustering (0: off)"),
+    ):
+        g.add_argument("--" + name.replace("_", "-"), type=typ, help=f"{text} (default {default(name)})")
     g.add_argument("--codec", choices=("fp32", "int8", "kmeans4"), help=f"export codec (default {default('codec')})")
-    g.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None, help="show a progress bar")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="show a progress bar")
 
-    g = parser.add_argument_group("model size")
+    g = _Group(parser.add_argument_group("model size"))
     g.add_argument("--hidden", type=int, help=f"recurrent width (default {n.hidden})")
     g.add_argument("--depth", type=int, help=f"depth steps of the recurrent block (default {n.depth})")
-    g.add_argument("--shared", action=argparse.BooleanOptionalAction, default=None,
+    g.add_argument("--shared", action=argparse.BooleanOptionalAction,
                    help="one block reused at every depth step; --no-shared builds distinct blocks "
                    f"(default {n.shared})")
     g.add_argument("--cell", choices=("gru", "lstm"), help=f"recurrent cell (default {n.cell})")
     g.add_argument("--conv-channels", type=int, help=f"front-end convolution channels (default {n.conv_channels})")
     g.add_argument("--dropout", type=float, help=f"dropout between depth steps (default {n.dropout})")
 
-    g = parser.add_argument_group("augmentation")
+    g = _Group(parser.add_argument_group("augmentation"))
     for name in ("speed", "specaugment", "noise", "gain"):
-        g.add_argument("--" + name, action=argparse.BooleanOptionalAction, default=None,
+        g.add_argument("--" + name, action=argparse.BooleanOptionalAction,
                        help=f"switch {name} augmentation (default {getattr(a, name)})")
         g.add_argument(f"--{name}-prob", type=float,
                        help=f"probability of {name} per utterance (default {getattr(a, name + '_prob')})")
@@ -188,7 +220,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             else:
                 _place(data, key, value)
     for key, value in vars(args).items():
-        if value is None or key in ("config", "command", "log_level", "resume", "no_augment"):
+        if key in ("config", "command", "log_level", "resume", "no_augment"):
             continue
         _place(data, key, value)
     if getattr(args, "no_augment", False):
