@@ -257,3 +257,18 @@ def test_codebook_finetuning_lowers_the_loss_and_saves_the_shared_values_exactly
         w = loaded.network.state_dict()[name]
         assert torch.equal(w, bundle.network.state_dict()[name])  # written as is, not clustered again
         assert w.unique().numel() <= 16
+
+
+def test_cache_keeps_decoded_audio_so_files_are_read_once(fixtures_dir, tmp_path):
+    shutil.copy(fixtures_dir / "utt00.flac", tmp_path / "a.flac")
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(json.dumps({"audio": "a.flac", "text": "hello world", "duration": 1.26}) + "\n")
+    items, _ = load_utterances([str(manifest)], Vocabulary(), FeatureConfig())
+    cached, uncached = SpeechDataset(items, FeatureConfig(), cache=True), SpeechDataset(items, FeatureConfig())
+    first = cached[0]
+    uncached[0]
+    (tmp_path / "a.flac").unlink()
+    again = cached[0]
+    assert not isinstance(again, Skipped)
+    assert torch.equal(again.features, first.features)  # a 16-bit FLAC survives the int16 cache exactly
+    assert isinstance(uncached[0], Skipped)

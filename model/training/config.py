@@ -137,6 +137,10 @@ class _Group:
         return _Group(self.group.add_mutually_exclusive_group())
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """Every TrainConfig knob as a flag (config_from_args turns them into a TrainConfig)."""
     d, n, a = TrainConfig.__dataclass_fields__, NetworkConfig(), AugmentConfig()
@@ -161,7 +165,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         ("valid_limit", int, "only the first N utterances of each --valid manifest"),
         ("stats_utterances", int, "utterances sampled for the feature mean/std"),
     ):
-        g.add_argument("--" + name.replace("_", "-"), type=typ, help=f"{text} (default {default(name)})")
+        g.add_argument(_flag(name), type=typ, help=f"{text} (default {default(name)})")
 
     g = _Group(parser.add_argument_group("schedule"))
     length = g.add_mutually_exclusive_group()
@@ -181,7 +185,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         ("keep_checkpoints", int, "checkpoints kept"),
         ("codebook_steps", int, "steps fine-tuning the kmeans4 codebooks after clustering (0: off)"),
     ):
-        g.add_argument("--" + name.replace("_", "-"), type=typ, help=f"{text} (default {default(name)})")
+        g.add_argument(_flag(name), type=typ, help=f"{text} (default {default(name)})")
     g.add_argument("--codec", choices=("fp32", "int8", "kmeans4"), help=f"export codec (default {default('codec')})")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="show a progress bar")
 

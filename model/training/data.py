@@ -38,6 +38,14 @@ SKIP_REASONS = {
 }
 
 
+# The decoders' own 16-bit scale: 16-bit sources (WAV, FLAC) survive the cache bit-exactly.
+PCM_SCALE = 32768.0
+
+
+def to_pcm16(wave: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(wave * PCM_SCALE), -32768, 32767).astype(np.int16)
+
+
 @dataclass(frozen=True)
 class TrainUtterance:
     audio: Path
@@ -165,14 +173,14 @@ class SpeechDataset:
         """float32 samples, or None when the file cannot be read (remembered when caching)."""
         if index in self._audio:
             pcm = self._audio[index]
-            return None if pcm is None else pcm.astype(np.float32) / 32767.0
+            return None if pcm is None else pcm.astype(np.float32) / PCM_SCALE
         try:
             wave = load_audio(self.items[index].audio, self.extractor.cfg.sample_rate)
         except (AudioDecodeError, OSError) as e:
             log.debug("skipping %s: %s", self.items[index].audio, e)
             wave = None
         if self.cache:
-            self._audio[index] = None if wave is None else np.round(np.clip(wave, -1, 1) * 32767).astype(np.int16)
+            self._audio[index] = None if wave is None else to_pcm16(wave)
         return wave
 
     def __getitem__(self, key: int | tuple[int, int]) -> Example | Skipped:
