@@ -53,6 +53,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes files owner-only; a model is meant to be shared and shipped
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -272,3 +272,17 @@ def test_cache_keeps_decoded_audio_so_files_are_read_once(fixtures_dir, tmp_path
     assert not isinstance(again, Skipped)
     assert torch.equal(again.features, first.features)  # a 16-bit FLAC survives the int16 cache exactly
     assert isinstance(uncached[0], Skipped)
+
+
+def test_init_fine_tunes_from_a_model_file_keeping_its_size_and_statistics(fixtures_dir, tmp_path):
+    first = train(tiny_config(fixtures_dir, tmp_path / "a", max_steps=3, valid=()))
+    base = tmp_path / "a" / "model-fp32.esm"
+    before = load_model(base)
+    # Flags asking for another size are ignored: the model file says what it is.
+    cfg = tiny_config(fixtures_dir, tmp_path / "b", max_steps=2, valid=(), init=str(base),
+                      network=NetworkConfig(hidden=8, conv_channels=2, depth=1))
+    tuned = train(cfg)
+    assert tuned.network.cfg == first.network.cfg
+    assert torch.equal(tuned.network.feat_mean.cpu(), before.network.feat_mean)
+    moved = [k for k, v in weights(tuned.network).items() if not torch.equal(v.cpu(), before.network.state_dict()[k])]
+    assert "blocks.0.weight_ih_l0" in moved

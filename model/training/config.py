@@ -78,6 +78,7 @@ class TrainConfig:
     codec: str = "kmeans4"  # codec of the exported RUN_DIR/model.esm
     codebook_steps: int = 0  # trained quantisation: steps fine-tuning the kmeans4 codebooks after clustering
     progress: bool = True  # the tqdm bar (rank 0 only)
+    init: str | None = None  # fine-tune: start from this model file's weights, size and feature statistics
 
     def __post_init__(self) -> None:
         if not self.train:
@@ -155,6 +156,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--out", help="run folder (checkpoints, metrics.jsonl, model.esm)")
     g.add_argument("--config", help="JSON file of settings (same names as the flags, with underscores; "
                    "'network' and 'augment' may be nested objects); flags given here win")
+    g.add_argument("--init", metavar="MODEL",
+                   help="fine-tune from this model file (its network size and feature statistics are kept; "
+                   "the model-size flags are ignored)")
     g.add_argument("--cache", action=argparse.BooleanOptionalAction,
                    help=f"keep decoded audio in memory across epochs (default {default('cache')})")
     g.add_argument("--workers", type=int, help=f"data-loading processes (default {default('workers')})")

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-from ..checkpoint import ModelBundle, bundle_from_payload, model_payload, save_model
+from ..checkpoint import ModelBundle, bundle_from_payload, load_model, model_payload, save_model
 from ..config import FeatureConfig
 from ..ctc import greedy_decode
 from ..network import RECEPTIVE_FIELD, Network
@@ -221,6 +221,12 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_af
 
     torch.manual_seed(cfg.seed)
     bundle = ModelBundle.new(cfg.network, features, vocab)
+    if found is None and cfg.init:
+        bundle = load_model(cfg.init)
+        if bundle.vocab.symbols != vocab.symbols or bundle.features != features:
+            raise ValueError(f"{cfg.init}: its vocabulary or features differ from this trainer's; cannot fine-tune")
+        bundle.metadata = {}
+        say(f"fine-tuning {cfg.init} ({sum(p.numel() for p in bundle.network.parameters())} parameters)")
     step, epoch, batch_pos, best_wer = 0, 0, 0, math.inf
     epoch_skips: Counter = Counter()
     if found is not None:
@@ -232,7 +238,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_af
         best_wer = state["best_wer"]
         epoch_skips = Counter(state["epoch_skips"])
         say(f"resuming from {path} (step {step}, epoch {epoch}, batch {batch_pos})")
-    else:
+    elif not cfg.init:
         mean, std = feature_stats(dataset, cfg.stats_utterances, cfg.seed)
         bundle.network.feat_mean.copy_(mean)
         bundle.network.feat_std.copy_(std)
