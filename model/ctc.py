@@ -102,6 +102,10 @@ class WordScorer(Protocol):
 
     def score(self, history: Sequence[str], word: str) -> float: ...
 
+    def score_partial(self, history: Sequence[str], partial: str) -> float:
+        """Log-score of a word still being spelled (e.g. a penalty once no known word starts so)."""
+        ...
+
 
 class Constraint(Protocol):
     """What the beam may spell: a deterministic automaton over symbol ids (see ``grammar.py``).
@@ -256,6 +260,8 @@ class BeamSearch:
         else:
             c = _Prefix(s, p.words, p.partial + self.vocab.symbols[s], p.fixed, state, p.n_chars + 1)
             c.score += self.hotwords.partial_score(c.partial)
+            if self.lm is not None:
+                c.score += self.cfg.lm_weight * self.lm.score_partial(c.words, c.partial)
         if self.constraint is not None:
             c.score += self.constraint.cost(state, c.n_chars)
         p.children[s] = c

@@ -23,6 +23,7 @@ Two file formats: ARPA (plain or .gz), which every toolkit reads, and a compact 
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import heapq
 import io
@@ -46,6 +47,9 @@ LN10 = math.log(10.0)
 ARPA_NO_PROB = -99.0  # the ARPA convention for log10 P(<s>): it is never predicted
 BINARY_FORMAT_VERSION = 1
 DEFAULT_LM = Path(__file__).parent / "assets" / "default_lm.eslm"
+# Added to <unk>'s log-probability for a word outside the vocabulary when decoding (pyctcdecode's
+# unk_score_offset default). See NgramLM.score. A setting of the LM object (``lm.oov_penalty``).
+OOV_PENALTY = -10.0
 # KenLM's --discount_fallback values, used when a tiny text makes the count-of-counts estimate
 # meaningless (some count of counts is zero, or a discount falls outside its valid range).
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
@@ -398,6 +402,8 @@ class NgramLM:
         self._init_lookup()
 
     def _init_lookup(self) -> None:
+        self.oov_penalty = OOV_PENALTY
+        self._sorted_words: list[str] | None = None  # built on the first score_partial
         self.unk = self.ids[UNK]
         self.bos = self.ids[BOS] if BOS in self.ids else -1
         self._cache: dict[tuple[tuple[int, ...], int], float] = {}
@@ -420,12 +426,20 @@ class NgramLM:
     # -- WordScorer ---------------------------------------------------------------------------
 
     def score(self, history: Sequence[str], word: str) -> float:
-        """ln P(word | <s> history...); ``word`` may be ``</s>``. Unknown words score as <unk>."""
+        """ln P(word | <s> history...) for decoding; ``word`` may be ``</s>``.
+
+        A word outside the vocabulary scores as <unk> plus ``oov_penalty``: <unk> stands for all
+        rare words together, so on its own it is more probable than most real words, and a beam
+        would rather spell garbage (or glue words together) than a known word.
+        """
         ctx = tuple(self.ids.get(w, self.unk) for w in history[len(history) - self.order + 1:]) \
             if self.order > 1 else ()
         if len(ctx) < self.order - 1:
             ctx = (self.bos, *ctx)
-        return self.logprob(ctx, self.ids.get(word, self.unk))
+        w = self.ids.get(word)
+        if w is None:
+            return self.logprob(ctx, self.unk) + self.oov_penalty
+        return self.logprob(ctx, w)
 
     def logprob(self, ctx: tuple[int, ...], w: int) -> float:
         key = (ctx, w)
@@ -451,6 +465,16 @@ class NgramLM:
         self._cache[key] = total
         return total
 
+    def score_partial(self, history: Sequence[str], partial: str) -> float:
+        """For a word still being spelled: 0 while some vocabulary word starts with it, else the
+        OOV penalty, at once, so that a beam cannot put off the cost of an unknown word (or of
+        two words glued together) until the word ends. No look-ahead probability beyond that."""
+        if self._sorted_words is None:
+            self._sorted_words = sorted(self.words())
+        i = bisect.bisect_left(self._sorted_words, partial)
+        known = i < len(self._sorted_words) and self._sorted_words[i].startswith(partial)
+        return 0.0 if known else self.oov_penalty
+
     def history_logprob(self, h: Sequence[int]) -> float:
         """ln P(h) as a word sequence; an initial <s> has probability one."""
         total, start = 0.0, 1 if h and h[0] == self.bos else 0
@@ -461,10 +485,6 @@ class NgramLM:
     def words(self) -> list[str]:
         """The vocabulary without the markers: what a lexicon-constrained search may spell."""
         return [w for w in self.vocab if w not in (BOS, EOS, UNK)]
-
-    def sentence_logprob(self, words: Sequence[str]) -> float:
-        """ln P(words </s> | <s>): every word scored, unknown ones as <unk>."""
-        return sum(self.score(words[:i], w) for i, w in enumerate([*words, EOS]))
 
     # -- files ----------------------------------------------------------------------------------
 

@@ -43,7 +43,9 @@ def test_bigram_probabilities_match_kneser_ney_by_hand():
     assert math.exp(lm.score(["a"], "c")) == pytest.approx(0.5 / 3 + 0.1)  # (1 - 0.5) / 3 + 0.5 * 0.2
     assert math.exp(lm.score(["a"], EOS)) == pytest.approx(0.5 * 0.3)  # unseen: backoff 0.5 x unigram 0.3
     assert math.exp(lm.score(["b"], EOS)) == pytest.approx(0.5 + 0.5 * 0.3)
-    assert math.exp(lm.score(["a"], "zebra")) == pytest.approx(0.5 * 0.1)  # unknown word: <unk>'s share
+    # An unknown word: <unk>'s share, and the decoding penalty for being outside the vocabulary.
+    assert math.exp(lm.score(["a"], "zebra") - lm.oov_penalty) == pytest.approx(0.5 * 0.1)
+    assert lm.score(["a"], "zebra") < lm.score(["a"], "c")
     ppl = perplexity(lm, [["a", "b"]])
     assert ppl.perplexity == pytest.approx(math.exp(-(math.log(0.6) + math.log(1 / 3 + 0.1) + math.log(0.65)) / 3))
 
@@ -72,7 +74,8 @@ def test_pruning_lists_fewer_ngrams():
 def test_rare_words_become_unk():
     lm = NgramLM(build_lm(TEXT, BuildConfig(order=2, min_word_count=2)))
     assert "red" not in lm.ids and "cat" in lm.ids
-    assert lm.score(["the", "mat", "was"], "red") == lm.score(["the", "mat", "was"], "<unk>")
+    assert lm.score(["the", "mat", "was"], "red") == lm.score(["the", "mat", "was"], "<unk>") + lm.oov_penalty
+    assert lm.score(["the", "red"], "cat") == lm.score(["the", "<unk>"], "cat")  # in the history: just <unk>
 
 
 def test_arpa_and_binary_round_trips_keep_the_scores(tmp_path):
