@@ -93,3 +93,16 @@ def test_streaming_in_chunks_equals_whole_segment(lm):
 def test_empty_and_silent_input():
     assert BeamSearch(VOCAB).decode(torch.zeros(0, len(VOCAB))).text == ""
     assert BeamSearch(VOCAB).decode(frames(["_"] * 10)).text == ""
+
+
+def test_lm_does_not_glue_words_into_one_unknown_word(monkeypatch):
+    # Every space is heard as 'x': greedy glues the words. With rare words mapped to <unk>, <unk> is
+    # likelier than most words, and without a penalty for a partial word that no vocabulary word
+    # starts with, the beam keeps the glued word (one <unk> costs less than four words' LM scores).
+    lm = NgramLM(build_lm(LM_TEXT, BuildConfig(order=3, min_word_count=2)))
+    lp = spell("turn on the light", {" ": {"x": 0.5, " ": 0.4}})
+    assert greedy_decode(lp, VOCAB).text == "turnxonxthexlight"
+    cfg = DecodingConfig(word_bonus=0.0)  # no bonus to pay for the extra words either
+    assert BeamSearch(VOCAB, cfg, lm).decode(lp).text == "turn on the light"
+    monkeypatch.setattr(lm, "oov_penalty", 0.0)
+    assert BeamSearch(VOCAB, cfg, lm).decode(lp).text == "turnxonxthexlight"
