@@ -23,6 +23,7 @@ from model.training.synth import (  # noqa: E402
     SynthError,
     build_corpus,
     discover_voices,
+    summarise_manifest,
     voice_families,
 )
 
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flush-every", type=int, default=500, help="rewrite the manifest after this many utterances")
     p.add_argument("--seed", type=int, default=1, help="the same seed plans the same corpus")
     p.add_argument("--list-voices", action="store_true", help="list the voices found and exit")
+    p.add_argument("--summary", action="store_true",
+                   help="print the hours per voice family and kind of the corpus in --out (even mid-run) and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return p
@@ -84,8 +87,9 @@ def config_from_args(args: argparse.Namespace) -> SynthConfig:
 
 
 def print_report(name: str, report: RunReport) -> None:
-    print(f"\n{name}: {report.manifest}: {report.utterances} utterances, {report.hours:.2f} h "
-          f"({report.made} made now, {report.skipped} already there, {report.failed} failed)")
+    print(f"\n{name}: {report.manifest}: {report.utterances} utterances, {report.hours:.2f} h", end="")
+    print(f" ({report.made} made now, {report.skipped} already there, {report.failed} failed)"
+          if report.made or report.skipped or report.failed else "")
     print("  hours per voice family:")
     for family, seconds in report.seconds_per_family.items():
         print(f"    {family:<32} {seconds / 3600:7.3f}")
@@ -109,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{family:<32} {len(members):4d}  {' '.join(v.name for v in members[:6])}"
                       + (" ..." if len(members) > 6 else ""))
             print(f"{len(voices)} voices in {len(voice_families(voices))} families")
+            return 0
+        if args.summary:
+            for name in ("train", "valid"):
+                if (args.out / f"{name}.jsonl").exists():
+                    print_report(name, summarise_manifest(args.out / f"{name}.jsonl"))
             return 0
         config = config_from_args(args)
         result = build_corpus(config, progress=not args.no_progress)

@@ -17,6 +17,7 @@ from model.training.synth import (
     generated_prompt,
     plan_corpus,
     render,
+    summarise_manifest,
 )
 
 needs_tts = pytest.mark.skipif(
@@ -88,6 +89,9 @@ def test_corpus_skips_unknown_characters_and_resumes(tmp_path):
         assert u.extra["speaker"].split(":")[0] in ("espeak-ng", "flite")
     assert first.train.made == 3 and first.train.utterances == 3
     manifest_text = (config.out_dir / "train.jsonl").read_text()
+    summary = summarise_manifest(config.out_dir / "train.jsonl")
+    assert summary.seconds_per_family == pytest.approx(first.train.seconds_per_family)
+    assert set(summary.seconds_per_kind) == {"sentence", "digit"}
 
     again = build_corpus(config, progress=False)
     assert again.train.made == 0 and again.train.skipped == 3

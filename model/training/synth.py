@@ -616,6 +616,14 @@ def synthesize(jobs: Sequence[Job], out_dir: Path, manifest_name: str, config: S
     return report
 
 
+def summarise_manifest(manifest: Path) -> RunReport:
+    """Hours per voice, family and kind of a corpus manifest, also while a run is still adding to it."""
+    report = RunReport(Path(manifest))
+    rows = ({"duration": u.duration, **u.extra} for u in read_manifest(manifest))
+    _summarise(report, rows)
+    return report
+
+
 def _summarise(report: RunReport, rows: Iterable[dict]) -> None:
     per_voice: Counter = Counter()
     per_family: Counter = Counter()
