@@ -40,7 +40,7 @@ class Grammar:
     """A character trie over normalised phrases, stepped by symbol id. See the module docstring."""
 
     def __init__(self, phrases: Iterable[str], vocab: Vocabulary, *, unk_penalty: float = UNK_PENALTY,
-                 max_phrases: int | None = MAX_PHRASES, repeat: bool = False) -> None:
+                 max_phrases: int | None = MAX_PHRASES, repeat: bool = False, normalize: bool = True) -> None:
         items = list(phrases)
         self.allow_unk = any(isinstance(p, str) and p.strip().lower() == UNK_PHRASE for p in items)
         normalized: dict[str, None] = {}  # ordered set: the phrases as the user listed them, once
@@ -49,7 +49,7 @@ class Grammar:
                 raise GrammarError(f"phrases must be strings, got {type(p).__name__}: {p!r}")
             if p.strip().lower() == UNK_PHRASE:
                 continue
-            text = normalize_text(p)
+            text = normalize_text(p) if normalize else p
             if not text:
                 raise GrammarError(f"phrase {p!r} has no words after normalisation")
             if len(text) > MAX_PHRASE_CHARS:
@@ -140,4 +140,5 @@ def lexicon(words: Sequence[str], vocab: Vocabulary) -> Grammar:
     ok = [w for w in words if w and " " not in w and not vocab.unknown_chars(w)]
     if len(ok) < len(words):
         log.info("lexicon: skipped %d of %d words the model cannot spell", len(words) - len(ok), len(words))
-    return Grammar(ok, vocab, max_phrases=None, repeat=True)
+    # LM words went through the normaliser when the LM was built; doing it again costs a second.
+    return Grammar(ok, vocab, max_phrases=None, repeat=True, normalize=False)

@@ -460,7 +460,7 @@ class NgramLM:
             if j >= 0:
                 total += float(self._backoffs[len(ctx) - 1][j])
             ctx = ctx[1:]
-        if len(self._cache) > 200_000:  # bound memory on a long-running server
+        if len(self._cache) > 100_000:  # ~20 MB: bounds memory on a long-running server
             self._cache.clear()
         self._cache[key] = total
         return total
