@@ -6,7 +6,7 @@
 # TEXT_DIR defaults to ../shared/text beside the checkout (books.txt.gz: Project Gutenberg;
 # everyday.txt.gz: voice-assistant commands and task dialogue; see its README for sources and
 # licences). Never add an evaluation transcript (LibriSpeech dev-clean, FSDD, Asterisk prompts):
-# the LM would then have read the answers. Needs ~3.5 GB of memory and a few minutes on one core.
+# the LM would then have read the answers. Needs ~2 GB of memory and about two minutes of CPU.
 #
 # Recipe: trigrams, interpolated modified Kneser-Ney; words seen fewer than 3 times become <unk>
 # (~50k words left); bigrams and trigrams seen once are not listed; then relative-entropy pruning
@@ -23,7 +23,7 @@ for f in books.txt.gz everyday.txt.gz; do
 done
 cd "$repo"
 python -m edgescribe.cli --log-level INFO lm build "$text_dir/books.txt.gz" "$text_dir/everyday.txt.gz" \
-  --order 3 --min-word-count 3 --prune 1 2 2 --entropy-prune 3e-8 --out "$out"
+  --order 3 --min-word-count 3 --prune 1 2 2 --entropy-prune 1e-7 --out "$out"
 size=$(stat -c %s "$out")
 echo "$out: $size bytes"
 if (( size >= limit_bytes )); then
