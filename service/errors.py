@@ -131,7 +131,9 @@ async def close_websocket(ws: WebSocket, exc: BaseException) -> int:
     if failure is INTERNAL:
         log.error("unexpected error on stream %s", ws.url.path, exc_info=exc)
     _count(ws, failure)
-    if ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
+    # A client that is gone (or stopped reading) would only make this send wait: just let the socket go.
+    reachable = not isinstance(exc, ClientGone)
+    if reachable and ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
         body = error_body(exc, failure)
         if isinstance(exc, Busy):
             body["error"]["retry_after"] = exc.retry_after

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, WebSocket
@@ -25,7 +26,7 @@ from starlette.websockets import WebSocketDisconnect
 from model.recognize import Segment
 
 from ..deps import EngineDep, SettingsDep, check_api_key
-from ..errors import BadField, IdleTimeout, UploadTooLarge, close_websocket
+from ..errors import BadField, ClientGone, IdleTimeout, UploadTooLarge, close_websocket
 from ..recognizer import Engine, Session
 from ..settings import Settings
 
@@ -82,6 +83,19 @@ async def _receive(ws: WebSocket, settings: Settings) -> dict:
     return message
 
 
+async def _bounded(sending: Awaitable[None], settings: Settings) -> None:
+    """Send (a reply or the close), giving up on a client that has taken nothing for ``idle_timeout`` s.
+
+    A client that stops reading fills the socket buffers, and then a send waits for ever: the idle
+    timeout watches only receives, and uvicorn's keep-alive pings queue behind the same full buffer,
+    so without this bound such a client would hold its stream slot until the process ends.
+    """
+    try:
+        await asyncio.wait_for(sending, timeout=settings.idle_timeout)
+    except asyncio.TimeoutError:
+        raise ClientGone(f"the client read no replies for {settings.idle_timeout:g} s") from None
+
+
 async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session | None:
     """Run one stream to its end; returns its session (None if no audio came) for the metrics."""
     config = StreamConfig()
@@ -93,7 +107,7 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
             text = message.get("text") or ""
             try:
                 obj = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
                 obj = None
             if not isinstance(obj, dict):
                 raise BadField('text messages must be JSON: {"config": {...}} first, or {"eof": 1} to finish')
@@ -103,11 +117,9 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
                 config = StreamConfig.parse(obj["config"])
                 continue
             if "eof" in obj:
-                if session is None:
-                    await ws.send_json(result_message([], config.words))
-                else:
-                    await ws.send_json(result_message(await session.finish(), config.words))
-                await ws.close(1000)
+                segments = [] if session is None else await session.finish()
+                await _bounded(ws.send_json(result_message(segments, config.words)), settings)
+                await _bounded(ws.close(1000), settings)
                 return session
             raise BadField('unknown message: send {"config": {...}}, binary PCM audio, or {"eof": 1}')
         if len(data) > settings.max_message_bytes:
@@ -116,7 +128,8 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
         if session is None:
             session = engine.session(config.sample_rate, engine.hotwords(config.phrase_list))
         segments, partial = await session.accept(data)
-        await ws.send_json(result_message(segments, config.words) if segments else {"partial": partial})
+        reply = result_message(segments, config.words) if segments else {"partial": partial}
+        await _bounded(ws.send_json(reply), settings)
 
 
 @router.websocket(ENDPOINT)
