@@ -17,7 +17,7 @@ import torch
 
 from .checkpoint import ModelBundle
 from .config import DecodingConfig
-from .ctc import FRAME_SECONDS, BeamSearch, Transcript, Word, WordScorer, greedy_decode
+from .ctc import FRAME_SECONDS, BeamSearch, BeamState, Transcript, Word, WordScorer, greedy_decode
 from .features import FbankExtractor, StreamingFbank
 from .grammar import Grammar
 from .network import RECEPTIVE_FIELD
@@ -52,13 +52,20 @@ class Recognizer:
     def decode(self, log_probs: torch.Tensor, frame_offset: int = 0, hotwords: Sequence[str] = (),
                grammar: Grammar | None = None) -> Transcript:
         """``grammar``: decode to one of its phrases (or "[unk]", or nothing) instead of free text."""
-        if self.decoding.beam_size <= 1 and not hotwords and self.lm is None and grammar is None:
+        search = self.beam_search(hotwords, grammar)
+        if search is None:
             return greedy_decode(log_probs, self.bundle.vocab, frame_offset)
+        return search.decode(log_probs, frame_offset)
+
+    def beam_search(self, hotwords: Sequence[str] = (), grammar: Grammar | None = None) -> BeamSearch | None:
+        """The search these settings call for; None where greedy decoding gives the same answer."""
+        if self.decoding.beam_size <= 1 and not hotwords and self.lm is None and grammar is None:
+            return None
         cfg = dataclasses.replace(self.decoding, hotwords=tuple(self.decoding.hotwords) + tuple(hotwords))
         # Under a grammar the phrase list is the language model (as in Vosk's grammar mode): a text
         # LM would only pull toward phrases that are not allowed anyway.
         lm = None if grammar is not None else self.lm
-        return BeamSearch(self.bundle.vocab, cfg, lm, grammar).decode(log_probs, frame_offset)
+        return BeamSearch(self.bundle.vocab, cfg, lm, grammar)
 
     def grammar(self, phrases: Sequence[str]) -> Grammar:
         """A phrase list checked against this model's vocabulary; raises ``GrammarError``."""
@@ -88,6 +95,10 @@ class Stream:
         self.rec = recognizer
         self.hotwords = tuple(hotwords)
         self.grammar = grammar
+        # The open segment's beam search, advanced as partials are asked for, so the endpoint
+        # only has the frames since the last partial left to search.
+        self.search = recognizer.beam_search(self.hotwords, grammar)
+        self.beam: BeamState | None = None
         self.fbank = StreamingFbank(recognizer.extractor)
         self.state = recognizer.network.initial_state(1)
         self.endpoint_frames = max(1, round(endpoint_seconds / FRAME_SECONDS))
@@ -130,6 +141,7 @@ class Stream:
             # Only silence so far: drop it, keep the segment start moving, hold no memory.
             self.segment_start += frames.shape[0]
             self.log_probs = []
+            self.beam = None
             return []
         last_speech = int(speech.nonzero()[-1])
         trailing = frames.shape[0] - 1 - last_speech
@@ -140,7 +152,11 @@ class Stream:
     def _close(self, n_frames: int) -> list[Segment]:
         frames = self._frames()[:n_frames]
         rest = self._frames()[n_frames:]
-        t = self.rec.decode(frames, self.segment_start, self.hotwords, self.grammar)
+        if self.search is None:
+            t = greedy_decode(frames, self.rec.bundle.vocab, self.segment_start)
+        else:
+            t = self.search.best(self._advance_beam(self.search, frames), self.segment_start)
+            self.beam = None
         start, end = self.segment_start * FRAME_SECONDS, (self.segment_start + n_frames) * FRAME_SECONDS
         self.segment_start += n_frames
         self.log_probs = [rest] if rest.shape[0] else []
@@ -159,9 +175,17 @@ class Stream:
         self.next_id += 1
         return [seg]
 
+    def _advance_beam(self, search: BeamSearch, frames: torch.Tensor) -> BeamState:
+        if self.beam is None:
+            self.beam = search.start()
+        return search.advance(self.beam, frames[self.beam.frames :])
+
     def partial(self) -> str:
-        """Greedy text of the open segment: cheap enough to send after every chunk."""
-        return greedy_decode(self._frames(), self.rec.bundle.vocab).text
+        """The open segment's best hypothesis so far (greedy when decoding is greedy): cheap
+        enough to send after every chunk."""
+        if self.search is None:
+            return greedy_decode(self._frames(), self.rec.bundle.vocab).text
+        return self.search.best(self._advance_beam(self.search, self._frames()), final=False).text
 
     def finish(self) -> list[Segment]:
         """End of audio: flush the front end with silence-free padding and close the last segment."""

@@ -135,3 +135,19 @@ def test_recognizer_decodes_and_streams_with_a_grammar():
     assert segments[0].words[0].start == pytest.approx(free[0].words[0].start)
     with pytest.raises(GrammarError):
         rec.grammar([])
+
+
+def test_stream_partials_come_from_the_beam_and_segments_equal_offline_decoding():
+    from test_recognize import _scripted_recognizer, _tone
+
+    rec = _scripted_recognizer()
+    g = rec.grammar(["a", "b b"])
+    audio = np.concatenate([_tone(0.5), np.zeros(16000, np.float32)])
+    stream = rec.stream(grammar=g)
+    partials, segments = [], []
+    for i in range(0, audio.size, 3200):
+        segments += stream.accept(audio[i : i + 3200])
+        if not segments:
+            partials.append(stream.partial())
+    assert set(partials) <= {"", "a"}  # the grammar's beam, not greedy's "aaaa"
+    assert [s.text for s in segments] == ["a"]
