@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+from pathlib import Path
 
 from .checkpoint import ModelBundle, load_model
+from .grammar import Grammar
 from .recognize import Recognizer
 
 
@@ -16,15 +19,50 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                    help="CTC beam width; 1 = greedy (default: the model's own setting)")
     g.add_argument("--hotword", action="append", default=[], metavar="PHRASE",
                    help="bias decoding toward this word or phrase (repeatable)")
+    g.add_argument("--lm", default="none", metavar="default|none|FILE",
+                   help="word language model fused into the beam search: the shipped one, none, or a file "
+                   "from `edgescribe lm build`")
+    g.add_argument("--lm-weight", type=float, default=None, help="LM weight (default: the model's setting)")
+    g.add_argument("--word-bonus", type=float, default=None,
+                   help="score added per word with an LM (default: the model's setting)")
+    g.add_argument("--grammar", default=None, metavar="FILE",
+                   help="restrict output to these phrases: a JSON list (Vosk grammar) or one phrase a line; "
+                   "add \"[unk]\" to allow anything else")
     g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
 
 
 def recognizer_from_args(args: argparse.Namespace) -> tuple[ModelBundle, Recognizer]:
+    """Raises CheckpointError for a bad model file, ValueError for a bad LM choice."""
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     bundle = load_model(args.model)
-    decoding = bundle.decoding
-    if args.beam_size is not None:
-        decoding = dataclasses.replace(decoding, beam_size=args.beam_size)
-    return bundle, Recognizer(bundle, decoding)
+    changes = {k: v for k, v in (("beam_size", args.beam_size), ("lm_weight", getattr(args, "lm_weight", None)),
+                                 ("word_bonus", getattr(args, "word_bonus", None))) if v is not None}
+    decoding = dataclasses.replace(bundle.decoding, **changes)
+    return bundle, Recognizer(bundle, decoding, lm_from_arg(getattr(args, "lm", "none")))
+
+
+def lm_from_arg(choice: str):
+    from .lm import load_default_lm, load_lm
+
+    if choice == "none":
+        return None
+    if choice == "default":
+        lm = load_default_lm()
+        if lm is None:
+            raise ValueError("this package ships no default language model")
+        return lm
+    return load_lm(choice)
+
+
+def grammar_from_args(args: argparse.Namespace, rec: Recognizer) -> Grammar | None:
+    """The --grammar file as a checked phrase list; raises GrammarError or OSError with a message."""
+    if not getattr(args, "grammar", None):
+        return None
+    text = Path(args.grammar).read_text(encoding="utf-8")
+    try:
+        phrases = json.loads(text)
+    except json.JSONDecodeError:
+        phrases = [line.strip() for line in text.splitlines() if line.strip()]
+    return rec.grammar(phrases)

@@ -7,7 +7,7 @@ import sys
 
 from .audio import AudioDecodeError, iter_audio
 from .checkpoint import CheckpointError
-from .cli_common import add_model_arguments, recognizer_from_args
+from .cli_common import add_model_arguments, grammar_from_args, recognizer_from_args
 from .formats import FORMATS, render
 
 
@@ -20,13 +20,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         _, rec = recognizer_from_args(args)
-    except CheckpointError as e:
+        grammar = grammar_from_args(args, rec)
+    except (CheckpointError, ValueError, OSError) as e:  # bad model, LM or grammar file
         print(f"edgescribe: {e}", file=sys.stderr)
         return 1
     status = 0
     for path in args.files:
         try:
-            stream = rec.stream(args.hotword)
+            stream = rec.stream(args.hotword, grammar=grammar)
             segments = []
             for chunk in iter_audio(path, rec.sample_rate):
                 segments.extend(stream.accept(chunk))

@@ -75,16 +75,18 @@ class Recognizer:
                grammar: Grammar | None = None) -> Stream:
         return Stream(self, hotwords, endpoint_seconds, grammar)
 
-    def transcribe_chunks(self, chunks: Iterable[np.ndarray], hotwords: Sequence[str] = ()) -> list[Segment]:
-        stream = self.stream(hotwords)
+    def transcribe_chunks(self, chunks: Iterable[np.ndarray], hotwords: Sequence[str] = (),
+                          grammar: Grammar | None = None) -> list[Segment]:
+        stream = self.stream(hotwords, grammar=grammar)
         segments: list[Segment] = []
         for chunk in chunks:
             segments.extend(stream.accept(chunk))
         segments.extend(stream.finish())
         return segments
 
-    def transcribe(self, waveform: np.ndarray, hotwords: Sequence[str] = ()) -> list[Segment]:
-        return self.transcribe_chunks([waveform], hotwords)
+    def transcribe(self, waveform: np.ndarray, hotwords: Sequence[str] = (),
+                   grammar: Grammar | None = None) -> list[Segment]:
+        return self.transcribe_chunks([waveform], hotwords, grammar)
 
 
 class Stream:

@@ -66,3 +66,28 @@ def test_export_prints_size_and_difference(tmp_path):
 def test_unbuilt_subcommands_exit_2():
     r = _run()
     assert r.returncode == 2
+
+
+def test_grammar_restricts_output_to_the_phrase_list(tmp_path, fixtures_dir):
+    phrases = ["hello world", "stop the music"]
+    (tmp_path / "g.json").write_text(json.dumps(phrases))
+    r = _run("transcribe", str(fixtures_dir / "utt00.flac"), str(fixtures_dir / "utt03.flac"),
+             "--grammar", str(tmp_path / "g.json"))
+    assert r.returncode == 0, r.stderr
+    for line in r.stdout.strip().splitlines():
+        text = line.split(": ", 1)[1] if ": " in line else ""
+        assert text in ("", *phrases)
+
+
+def test_bad_grammar_or_lm_is_one_line_and_exit_1(tmp_path, fixtures_dir):
+    (tmp_path / "g.txt").write_text("say привет\n")  # Cyrillic survives normalisation: the model cannot spell it
+    r = _run("transcribe", str(fixtures_dir / "utt00.flac"), "--grammar", str(tmp_path / "g.txt"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    r = _run("transcribe", str(fixtures_dir / "utt00.flac"), "--lm", str(tmp_path / "missing.eslm"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+
+
+def test_default_lm_decodes(fixtures_dir):
+    r = _run("transcribe", str(fixtures_dir / "utt00.flac"), "--lm", "default", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert "segments" in json.loads(r.stdout)

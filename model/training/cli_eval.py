@@ -17,8 +17,9 @@ from pathlib import Path
 
 from ..audio import AudioDecodeError, load_audio
 from ..checkpoint import CheckpointError
-from ..cli_common import add_model_arguments, recognizer_from_args
+from ..cli_common import add_model_arguments, grammar_from_args, recognizer_from_args
 from ..formats import full_text
+from ..grammar import Grammar
 from ..recognize import Recognizer
 from ..tokens import normalize_text
 from .manifest import ManifestError, read_manifest
@@ -53,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
 
 
-def evaluate_manifest(rec: Recognizer, manifest: str, hotwords: list[str], limit: int | None):
+def evaluate_manifest(rec: Recognizer, manifest: str, hotwords: list[str], limit: int | None,
+                      grammar: Grammar | None = None):
     scored: list[ScoredUtterance] = []
     unreadable = 0
     audio_seconds = compute_seconds = 0.0
@@ -67,7 +69,7 @@ def evaluate_manifest(rec: Recognizer, manifest: str, hotwords: list[str], limit
             unreadable += 1
             continue
         start = time.perf_counter()
-        segments = rec.transcribe(wave, hotwords)
+        segments = rec.transcribe(wave, hotwords, grammar)
         compute_seconds += time.perf_counter() - start
         audio_seconds += wave.size / rec.sample_rate
         score = score_utterance(normalize_text(utt.text), normalize_text(full_text(segments)))
@@ -92,14 +94,15 @@ def write_errors(path: str, scored: list[ScoredUtterance], count: int) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         _, rec = recognizer_from_args(args)
-    except CheckpointError as e:
+        grammar = grammar_from_args(args, rec)
+    except (CheckpointError, ValueError, OSError) as e:  # bad model, LM or grammar file
         print(f"edgescribe eval: {e}", file=sys.stderr)
         return 1
     results: list[ManifestResult] = []
     all_scored: list[ScoredUtterance] = []
     for manifest in args.manifests:
         try:
-            result, scored = evaluate_manifest(rec, manifest, args.hotword, args.limit)
+            result, scored = evaluate_manifest(rec, manifest, args.hotword, args.limit, grammar)
         except ManifestError as e:
             print(f"edgescribe eval: {e}", file=sys.stderr)
             return 1
