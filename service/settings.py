@@ -46,9 +46,8 @@ class Settings:
     max_message_bytes: int = _knob(2**20, "largest WebSocket message, in bytes", minimum=1024)
     max_hotwords: int = _knob(64, "most hotwords taken from a prompt or phrase_list (the last ones win)",
                               minimum=0)
-    idle_timeout: float = _knob(30.0, "seconds a stream may stay silent (no message) or leave our replies "
-                                 "unread before it is closed",
-                                minimum=0.1)
+    idle_timeout: float = _knob(30.0, "seconds a client may send nothing (stream messages, upload data) "
+                                      "or leave stream replies unread before it is cut off", minimum=0.1)
     chunk_seconds: float = _knob(1.0, "audio decoded per step for uploads; bounds memory and sets how "
                                       "finely segments split at pauses", minimum=0.1)
     retry_after: int = _knob(2, "seconds a busy client is told to wait (Retry-After)", minimum=0)

@@ -25,6 +25,7 @@ from test_service_support import FIXTURES, free_port, serve_process, speech_pcm1
 URL = "/v1/audio/transcriptions"
 MAX_UPLOAD_BYTES = 1_000_000
 MAX_AUDIO_SECONDS = 20.0
+IDLE_TIMEOUT = 2.0  # a client silent this long mid-upload is cut off (408)
 # Per-request deadline: liveness, not speed. 20 s of audio takes well under a second on one core.
 REQUEST_SECONDS = 60.0
 # Peak memory the fuzzing may add to a warmed-up server. A decompression bomb (8 hours of audio in a
@@ -91,7 +92,7 @@ def server():
     port = free_port()
     env = {"EDGESCRIBE_HOST": "127.0.0.1", "EDGESCRIBE_PORT": str(port), "EDGESCRIBE_WORKERS": "1",
            "EDGESCRIBE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
-           "EDGESCRIBE_MAX_AUDIO_SECONDS": str(MAX_AUDIO_SECONDS)}
+           "EDGESCRIBE_MAX_AUDIO_SECONDS": str(MAX_AUDIO_SECONDS), "EDGESCRIBE_IDLE_TIMEOUT": str(IDLE_TIMEOUT)}
     with serve_process([sys.executable, "-m", "edgescribe.cli", "serve"], env) as proc:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=REQUEST_SECONDS) as client:
             assert upload(client, SPEECH_WAV).status_code == 200  # warm up before the memory baseline
@@ -142,6 +143,25 @@ def test_declared_content_length_beyond_the_limit_is_refused_unread(server):
         head = answer.decode("latin-1")
     assert head.startswith("HTTP/1.1 413"), head[:200]
     assert '"upload_too_large"' in head
+    check_still_serving(proc, client)
+
+
+def test_client_that_stalls_mid_upload_gets_408_and_frees_its_slot(server):
+    proc, client, _ = server
+    host, port = client.base_url.host, client.base_url.port
+    body = b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\n" + SPEECH_WAV
+    with socket.create_connection((host, port), timeout=REQUEST_SECONDS) as sock:
+        sock.sendall(f"POST {URL} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     f"Content-Length: {len(body) + 8}\r\n\r\n".encode() + body[:500])  # then nothing more
+        answer = ""
+        while "}}" not in answer:  # the JSON error body ends the answer; the connection may stay open
+            received = sock.recv(65536).decode("latin-1")
+            if not received:
+                break
+            answer += received
+    assert answer.startswith("HTTP/1.1 408"), answer[:200]
+    assert '"idle_timeout"' in answer and "EDGESCRIBE_IDLE_TIMEOUT" in answer
+    assert "edgescribe_active_requests 0.0" in client.get("/metrics").text
     check_still_serving(proc, client)
 
 

@@ -9,6 +9,7 @@ client's, and it is closed as soon as the answer is ready, whatever happens.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from starlette.types import Message, Receive
 from model.formats import full_text, to_srt, to_vtt
 
 from ..deps import ApiKey, EngineDep, SettingsDep
-from ..errors import BadField, UploadTooLarge
+from ..errors import BadField, IdleTimeout, UploadTooLarge
 from ..recognizer import Transcription
 
 router = APIRouter(dependencies=[ApiKey])
@@ -101,13 +102,22 @@ def _text(form: FormData, name: str) -> str:
     return values[-1] if values else ""
 
 
-def _limited(receive: Receive, max_bytes: int) -> Receive:
-    """``receive`` that raises ``UploadTooLarge`` once the body passes ``max_bytes``, before storing more."""
+def _limited(receive: Receive, max_bytes: int, idle_timeout: float) -> Receive:
+    """``receive`` that raises ``UploadTooLarge`` once the body passes ``max_bytes``, before storing more,
+    and ``IdleTimeout`` when no data comes for ``idle_timeout`` seconds.
+
+    Without the second bound a client that stops sending mid-body holds its request slot for as
+    long as it keeps the connection open: uvicorn has no timeout on reading a request body.
+    """
     seen = 0
 
     async def limited() -> Message:
         nonlocal seen
-        message = await receive()
+        try:
+            message = await asyncio.wait_for(receive(), timeout=idle_timeout)
+        except asyncio.TimeoutError:
+            raise IdleTimeout(f"no upload data received for {idle_timeout:g} s: send the file without pauses "
+                              f"(the server's limit is EDGESCRIBE_IDLE_TIMEOUT)", "file") from None
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > max_bytes:
@@ -119,7 +129,7 @@ def _limited(receive: Receive, max_bytes: int) -> Receive:
 
 
 @contextlib.asynccontextmanager
-async def read_form(request: Request, max_bytes: int) -> AsyncIterator[FormData]:
+async def read_form(request: Request, max_bytes: int, idle_timeout: float) -> AsyncIterator[FormData]:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise UploadTooLarge(f"the upload is {declared} bytes, more than the limit of {max_bytes}: send a shorter "
@@ -127,7 +137,7 @@ async def read_form(request: Request, max_bytes: int) -> AsyncIterator[FormData]
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise BadField("send the request as multipart/form-data with the audio in a part named 'file'", "file")
     try:
-        form = await Request(request.scope, _limited(request.receive, max_bytes)).form(
+        form = await Request(request.scope, _limited(request.receive, max_bytes, idle_timeout)).form(
             max_files=1, max_fields=MAX_FORM_FIELDS)
     except StarletteHTTPException as e:  # Starlette's word for a malformed multipart body
         raise BadField(f"the multipart body is malformed: {e.detail}") from e
@@ -146,7 +156,7 @@ async def _disconnected(receive: Receive) -> None:
 @router.post("/v1/audio/transcriptions", openapi_extra=_FORM_SCHEMA, response_model=None)
 async def create_transcription(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
     with engine.requests.hold():  # refuse (503) before reading a byte of the upload
-        async with read_form(request, settings.max_upload_bytes) as form:
+        async with read_form(request, settings.max_upload_bytes, settings.idle_timeout) as form:
             params = TranscriptionParams.from_form(form)
             hotwords = engine.hotwords(params.prompt.split())
             result = await engine.transcribe(params.file.file, hotwords, _disconnected(request.receive))
