@@ -20,7 +20,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("model.training.cli_eval", "WER, CER and real-time factor of a model on JSONL manifests"),
     "plot": ("model.training.cli_plot", "draw a run's loss and WER curves as a PNG"),
     "lm": ("model.cli_lm", "build or evaluate an n-gram word language model"),
-    "bench": ("model.bench", "speed, latency and memory benchmarks"),
+    "bench": ("model.bench", "offline speed, memory and model-size benchmarks (add --peers to compare)"),
+    "bench-service": ("service.bench", "streaming latency and load through a real server on loopback"),
 }
 
 

@@ -9,8 +9,8 @@ Sections (``--section``, repeatable):
 - ``--peers pocketsphinx,whisper-tiny.en`` adds the peers (``model/peers.py``) to both sections,
   on the same audio, as a ratio to EdgeScribe: offline speed, size on disk and load time. Their
   memory is not separable in one process, so the peak RSS is taken before they load.
-- ``streaming`` and ``load``: need the service on a real ``uvicorn``; registered in ``SECTIONS``
-  as not built yet, so that adding them is one function each.
+- Streaming latency and load need the service on a real ``uvicorn``, which ``model/`` never
+  imports: they are ``edgescribe bench-service`` (``service/bench.py``).
 
 The audio is ``--audio`` files (decoded, joined and looped to each length) or, without them, a
 seeded synthetic signal. Greedy decoding costs the same on any audio, but beam search and
@@ -279,23 +279,10 @@ def model_section(ctx: BenchContext) -> None:
     ctx.report.peer_models = [bench_peer_model(name) for name in ctx.config.peers]
 
 
-class NotBuilt(RuntimeError):
-    """A registered section whose measurement does not exist yet."""
-
-
-def _needs_service(name: str) -> Callable[[BenchContext], None]:
-    def section(ctx: BenchContext) -> None:
-        raise NotBuilt(f"the {name} section needs the service (a real uvicorn on loopback); not built yet")
-    return section
-
-
-# Every section: a function that measures and fills in ctx.report. `streaming` will time partial
-# and final results through the WebSocket endpoint; `load` will find the sustainable stream count.
+# Every section: a function that measures and fills in ctx.report.
 SECTIONS: dict[str, Callable[[BenchContext], None]] = {
     "offline": offline_section,
     "model": model_section,
-    "streaming": _needs_service("streaming"),
-    "load": _needs_service("load"),
 }
 DEFAULT_SECTIONS = ("offline", "model")
 
@@ -394,7 +381,7 @@ def run(args: argparse.Namespace) -> int:
     for name in cfg.sections:
         try:
             SECTIONS[name](ctx)
-        except (NotBuilt, AudioDecodeError, PeerUnavailable) as e:
+        except (AudioDecodeError, PeerUnavailable) as e:
             print(f"edgescribe bench: {name}: {e}", file=sys.stderr)
             status = 2
     if cfg.json_path == "-":
