@@ -47,6 +47,10 @@ def iter_audio(
         streams = container.streams.audio
         if not streams:
             raise AudioDecodeError("the file has no audio stream")
+        declared = _declared_seconds(container, streams[0])
+        if max_seconds is not None and declared is not None and declared > max_seconds:
+            # Refuse before decoding: a tiny file can declare (and hold) hours of audio at a low rate.
+            raise AudioTooLong(f"audio is {declared:.0f} s long, over the limit of {max_seconds:g} s")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
         pending: list[np.ndarray] = []
         pending_len = 0
@@ -70,6 +74,15 @@ def iter_audio(
             yield np.concatenate(pending)
     if total == 0:
         raise AudioDecodeError("the file decodes to no audio samples")
+
+
+def _declared_seconds(container, stream) -> float | None:
+    """The duration the file's headers claim, if any (a lower bound is all we need to refuse)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000  # FFmpeg's AV_TIME_BASE
+    return None
 
 
 def _with_flush(frames):

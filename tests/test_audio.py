@@ -72,3 +72,17 @@ def test_pcm16():
     assert pcm16_to_float(b"\x00\x80\xff\x7f").tolist() == pytest.approx([-1.0, 32767 / 32768])
     with pytest.raises(AudioDecodeError):
         pcm16_to_float(b"\x00")
+
+
+def test_declared_hours_are_refused_before_decoding():
+    import io
+    import wave
+
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:  # 57 KB that decode to 8 hours at 16 kHz
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(1)
+        w.writeframes(np.zeros(8 * 3600, np.int16).tobytes())
+    with pytest.raises(AudioTooLong, match="28800 s"):
+        next(iter_audio(buf.getvalue(), max_seconds=3600))
