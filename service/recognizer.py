@@ -24,10 +24,11 @@ import numpy as np
 from prometheus_client import Gauge
 
 from model.audio import iter_audio, pcm16_to_float
+from model.grammar import Grammar, GrammarError
 from model.recognize import Recognizer, Segment
 from model.tokens import normalize_text
 
-from .errors import Busy, ClientGone
+from .errors import BadField, Busy, ClientGone
 from .metrics import Metrics
 from .settings import Settings
 
@@ -97,11 +98,20 @@ class Engine:
         limit = self.settings.max_hotwords
         return list(out)[-limit:] if limit else []
 
+    def grammar(self, phrases: Sequence[str], field: str = "phrase_list") -> Grammar | None:
+        """A checked phrase list (Vosk's grammar mode), None for an empty one; 400 with the reason if bad."""
+        if not phrases:
+            return None
+        try:
+            return self.recognizer.grammar(phrases)
+        except GrammarError as e:
+            raise BadField(str(e), field) from e
+
     async def transcribe(self, source: IO[bytes], hotwords: Sequence[str],
-                         abandoned: Awaitable[object]) -> Transcription:
+                         abandoned: Awaitable[object], grammar: Grammar | None = None) -> Transcription:
         """Transcribe a whole file in bounded chunks; stop early when ``abandoned`` completes (client gone)."""
         cancel = threading.Event()
-        work = asyncio.ensure_future(self.run(self._transcribe_file, source, hotwords, cancel))
+        work = asyncio.ensure_future(self.run(self._transcribe_file, source, hotwords, grammar, cancel))
         gone = asyncio.ensure_future(abandoned)
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -116,17 +126,18 @@ class Engine:
         self.metrics.observe("/v1/audio/transcriptions", result.duration, result.processing)
         return result
 
-    def _transcribe_file(self, source: IO[bytes], hotwords: Sequence[str], cancel: threading.Event) -> Transcription:
+    def _transcribe_file(self, source: IO[bytes], hotwords: Sequence[str], grammar: Grammar | None,
+                         cancel: threading.Event) -> Transcription:
         started = time.perf_counter()
         s = self.settings
         counted = _CountedChunks(iter_audio(source, self.recognizer.sample_rate, s.chunk_seconds,
                                             s.max_audio_seconds), cancel)
-        segments = self.recognizer.transcribe_chunks(counted, hotwords)
+        segments = self.recognizer.transcribe_chunks(counted, hotwords, grammar)
         return Transcription(segments, counted.samples / self.recognizer.sample_rate,
                              time.perf_counter() - started)
 
-    def session(self, sample_rate: int, hotwords: Sequence[str]) -> Session:
-        return Session(self, sample_rate, hotwords)
+    def session(self, sample_rate: int, hotwords: Sequence[str], grammar: Grammar | None = None) -> Session:
+        return Session(self, sample_rate, hotwords, grammar)
 
 
 class _CountedChunks:
@@ -176,9 +187,10 @@ class PcmResampler:
 class Session:
     """One live stream: its own recognition state and resampler; one inference call at a time."""
 
-    def __init__(self, engine: Engine, sample_rate: int, hotwords: Sequence[str]) -> None:
+    def __init__(self, engine: Engine, sample_rate: int, hotwords: Sequence[str],
+                 grammar: Grammar | None = None) -> None:
         self.engine = engine
-        self.stream = engine.recognizer.stream(hotwords)
+        self.stream = engine.recognizer.stream(hotwords, grammar=grammar)
         rate = engine.recognizer.sample_rate
         self.resampler = PcmResampler(sample_rate, rate) if sample_rate != rate else None
         self.processing = 0.0

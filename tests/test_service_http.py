@@ -260,6 +260,20 @@ def test_abandoned_transcription_stops_and_frees_the_worker(client_for, speech):
     cancelled = threading.Event()
     cancelled.set()
     with speech.open("rb") as f, pytest.raises(_Cancelled):  # the worker gives up at the next chunk
-        engine._transcribe_file(f, [], cancelled)
+        engine._transcribe_file(f, [], None, cancelled)
     assert engine.pool.submit(lambda: "free").result(timeout=60) == "free"
     assert post(client, speech).status_code == 200
+
+
+def test_phrase_list_field_restricts_the_transcript(client, tmp_path):
+    wav = write_wav(tmp_path / "a.wav", speech_pcm16((0, 1)))
+    phrases = ["hello world", "turn on the light"]
+    r = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav.read_bytes(), "audio/wav")},
+                    data={"phrase_list": phrases, "response_format": "verbose_json"})
+    assert r.status_code == 200, r.text
+    texts = [s["text"] for s in r.json()["segments"]]
+    assert all(t in phrases for t in texts)
+    assert texts == [s.text for s in direct_file(wav, Settings(), phrase_list=phrases)]
+    bad = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav.read_bytes(), "audio/wav")},
+                      data={"phrase_list": ["[unk]"]})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "phrase_list"

@@ -101,9 +101,13 @@ def test_stream_resamples_other_rates(server):
 def test_stream_options_words_phrase_list_and_no_config(server):
     address, _ = server
     chunks = pcm_chunks(speech_pcm16((4,)), CHUNK)
-    replies = stream_audio(address, chunks, {"sample_rate": 16000, "words": False, "phrase_list": ["yes", "[unk]"]})
+    replies = stream_audio(address, chunks, {"sample_rate": 16000, "words": False, "phrase_list": ["yes", "no"],
+                                             "hotwords": ["hello"]})
     assert all("result" not in r for r in replies)
-    assert replies == direct_vosk_replies(Settings(), chunks, hotwords=["yes"], words=False)
+    assert replies == direct_vosk_replies(Settings(), chunks, hotwords=["hello"], words=False,
+                                          phrase_list=["yes", "no"])
+    finals = [r["text"] for r in replies if "text" in r]
+    assert finals and all(t in ("", "yes", "no") for t in finals)  # grammar mode: only listed phrases
     assert stream_audio(address, chunks) == direct_vosk_replies(Settings(), chunks)  # config is optional
     assert stream_audio(address, []) == [{"text": "", "result": []}]  # eof straight away
 
@@ -184,6 +188,9 @@ def local():
     ([{"config": {"sample_rate": "fast"}}], 4400, "bad_field"),
     ([{"config": {"words": "yes"}}], 4400, "bad_field"),
     ([{"config": {"phrase_list": "hello"}}], 4400, "bad_field"),
+    ([{"config": {"phrase_list": ["[unk]"]}}], 4400, "bad_field"),
+    ([{"config": {"phrase_list": ["say привет"]}}], 4400, "bad_field"),
+    ([{"config": {"hotwords": [3]}}], 4400, "bad_field"),
     ([{"config": []}], 4400, "bad_field"),
     (["not json"], 4400, "bad_field"),
     ([{"reset": 1}], 4400, "bad_field"),

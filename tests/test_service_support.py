@@ -69,10 +69,12 @@ def write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
     return path
 
 
-def direct_file(path: Path, settings: Settings, hotwords: Sequence[str] = ()) -> list[Segment]:
+def direct_file(path: Path, settings: Settings, hotwords: Sequence[str] = (),
+                phrase_list: Sequence[str] = ()) -> list[Segment]:
     """The Recognizer's transcript of a file, fed in the chunks the service uses."""
     rec = recognizer(settings)
-    return rec.transcribe_chunks(iter_audio(path, rec.sample_rate, settings.chunk_seconds), hotwords)
+    grammar = rec.grammar(phrase_list) if phrase_list else None
+    return rec.transcribe_chunks(iter_audio(path, rec.sample_rate, settings.chunk_seconds), hotwords, grammar)
 
 
 def pcm_chunks(samples: np.ndarray, chunk_samples: int) -> list[bytes]:
@@ -82,10 +84,11 @@ def pcm_chunks(samples: np.ndarray, chunk_samples: int) -> list[bytes]:
 
 
 def direct_vosk_replies(settings: Settings, chunks: Sequence[bytes], sample_rate: int = 16000,
-                        hotwords: Sequence[str] = (), words: bool = True) -> list[dict]:
+                        hotwords: Sequence[str] = (), words: bool = True,
+                        phrase_list: Sequence[str] = ()) -> list[dict]:
     """What a Vosk-protocol server must answer for these chunks: one reply each, then the final one."""
     rec = recognizer(settings)
-    stream = rec.stream(hotwords)
+    stream = rec.stream(hotwords, grammar=rec.grammar(phrase_list) if phrase_list else None)
     resampler = PcmResampler(sample_rate, rec.sample_rate) if sample_rate != rec.sample_rate else None
     replies = []
     for chunk in chunks:

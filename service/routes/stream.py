@@ -2,6 +2,9 @@
 
 Client -> server:
   optional first text message  {"config": {"sample_rate": 16000, "words": true, "phrase_list": ["..."]}}
+                               phrase_list restricts the output to those phrases (Vosk's grammar mode;
+                               "[unk]" allows anything else); "hotwords": ["..."] (our extension) only
+                               biases decoding toward its words
   binary messages              16-bit little-endian mono PCM at that rate (resampled here to the model's)
   text message                 {"eof": 1}
 Server -> client, exactly one reply per audio message, as Vosk does (its clients read one per send):
@@ -42,7 +45,8 @@ SAMPLE_RATES = (8000, 192000)  # telephone audio up to studio rates; outside thi
 class StreamConfig:
     sample_rate: int = DEFAULT_SAMPLE_RATE
     words: bool = True  # vosk-server's default (VOSK_SHOW_WORDS)
-    phrase_list: tuple[str, ...] = field(default_factory=tuple)
+    phrase_list: tuple[str, ...] = field(default_factory=tuple)  # a grammar, as in vosk-server
+    hotwords: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
     def parse(cls, raw: object) -> StreamConfig:
@@ -57,11 +61,13 @@ class StreamConfig:
         words = raw.get("words", True)
         if not isinstance(words, bool):
             raise BadField(f"words must be true or false, got {words!r}", "words")
-        phrases = raw.get("phrase_list", [])
-        if not isinstance(phrases, list) or not all(isinstance(p, str) for p in phrases):
-            raise BadField("phrase_list must be a list of strings", "phrase_list")
-        # "[unk]" is Vosk's grammar entry for "anything else"; it means nothing as a hotword.
-        return cls(rate, words, tuple(p for p in phrases if p != "[unk]"))
+        lists = []
+        for name in ("phrase_list", "hotwords"):
+            items = raw.get(name, [])
+            if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+                raise BadField(f"{name} must be a list of strings", name)
+            lists.append(tuple(items))
+        return cls(rate, words, *lists)
 
 
 def result_message(segments: list[Segment], words: bool) -> dict:
@@ -99,6 +105,7 @@ async def _bounded(sending: Awaitable[None], settings: Settings) -> None:
 async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session | None:
     """Run one stream to its end; returns its session (None if no audio came) for the metrics."""
     config = StreamConfig()
+    grammar = None
     session: Session | None = None
     while True:
         message = await _receive(ws, settings)
@@ -115,6 +122,7 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
                 if session is not None:
                     raise BadField("config must come before the first audio message", "config")
                 config = StreamConfig.parse(obj["config"])
+                grammar = engine.grammar(config.phrase_list)  # a bad phrase list fails here, not at first audio
                 continue
             if "eof" in obj:
                 segments = [] if session is None else await session.finish()
@@ -126,7 +134,7 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
             raise UploadTooLarge(f"a message of {len(data)} bytes is over the limit of {settings.max_message_bytes}: "
                                  f"send smaller chunks (0.1-0.5 s of audio each is typical)")
         if session is None:
-            session = engine.session(config.sample_rate, engine.hotwords(config.phrase_list))
+            session = engine.session(config.sample_rate, engine.hotwords(config.hotwords), grammar)
         segments, partial = await session.accept(data)
         reply = result_message(segments, config.words) if segments else {"partial": partial}
         await _bounded(ws.send_json(reply), settings)

@@ -44,6 +44,9 @@ _FORM_SCHEMA = {
                 "model": {"type": "string", "description": "accepted for compatibility; the loaded model answers"},
                 "language": {"type": "string", "enum": list(LANGUAGES)},
                 "prompt": {"type": "string", "description": "its words are favoured while decoding (hotwords)"},
+                "phrase_list": {"type": "array", "items": {"type": "string"},
+                                "description": "restrict the transcript to these phrases (grammar mode; "
+                                               "'[unk]' allows anything else); repeat the field per phrase"},
                 "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
                 "temperature": {"type": "number", "description": "accepted and ignored (decoding is beam search)"},
                 "timestamp_granularities[]": {"type": "array", "items": {"type": "string",
@@ -59,6 +62,7 @@ class TranscriptionParams:
     file: UploadFile
     language: str
     prompt: str
+    phrase_list: tuple[str, ...]
     response_format: str
     granularities: frozenset[str]
 
@@ -86,7 +90,8 @@ class TranscriptionParams:
         if unknown:
             raise BadField(f"timestamp_granularities {unknown} unknown: use 'segment' and/or 'word'",
                            "timestamp_granularities[]")
-        return cls(file, language, _text(form, "prompt"), response_format, frozenset(granularities))
+        phrases = tuple(_texts(form, "phrase_list") + _texts(form, "phrase_list[]"))
+        return cls(file, language, _text(form, "prompt"), phrases, response_format, frozenset(granularities))
 
 
 def _texts(form: FormData, name: str) -> list[str]:
@@ -159,7 +164,8 @@ async def create_transcription(request: Request, engine: EngineDep, settings: Se
         async with read_form(request, settings.max_upload_bytes, settings.idle_timeout) as form:
             params = TranscriptionParams.from_form(form)
             hotwords = engine.hotwords(params.prompt.split())
-            result = await engine.transcribe(params.file.file, hotwords, _disconnected(request.receive))
+            grammar = engine.grammar(params.phrase_list)
+            result = await engine.transcribe(params.file.file, hotwords, _disconnected(request.receive), grammar)
     return render(result, params)
 
 
