@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .checkpoint import ModelBundle, load_model
 from .grammar import Grammar
+from .lm import load_lm_choice
 from .recognize import Recognizer
 
 
@@ -19,7 +20,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                    help="CTC beam width; 1 = greedy (default: the model's own setting)")
     g.add_argument("--hotword", action="append", default=[], metavar="PHRASE",
                    help="bias decoding toward this word or phrase (repeatable)")
-    g.add_argument("--lm", default="none", metavar="default|none|FILE",
+    g.add_argument("--lm", default="default", metavar="default|none|FILE",
                    help="word language model fused into the beam search: the shipped one, none, or a file "
                    "from `edgescribe lm build`")
     g.add_argument("--lm-weight", type=float, default=None, help="LM weight (default: the model's setting)")
@@ -40,20 +41,7 @@ def recognizer_from_args(args: argparse.Namespace) -> tuple[ModelBundle, Recogni
     changes = {k: v for k, v in (("beam_size", args.beam_size), ("lm_weight", getattr(args, "lm_weight", None)),
                                  ("word_bonus", getattr(args, "word_bonus", None))) if v is not None}
     decoding = dataclasses.replace(bundle.decoding, **changes)
-    return bundle, Recognizer(bundle, decoding, lm_from_arg(getattr(args, "lm", "none")))
-
-
-def lm_from_arg(choice: str):
-    from .lm import load_default_lm, load_lm
-
-    if choice == "none":
-        return None
-    if choice == "default":
-        lm = load_default_lm()
-        if lm is None:
-            raise ValueError("this package ships no default language model")
-        return lm
-    return load_lm(choice)
+    return bundle, Recognizer(bundle, decoding, load_lm_choice(getattr(args, "lm", "none")))
 
 
 def grammar_from_args(args: argparse.Namespace, rec: Recognizer) -> Grammar | None:

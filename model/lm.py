@@ -568,6 +568,18 @@ def save_lm(table: NgramTable, path: str | os.PathLike) -> None:
         NgramLM(table).save(path)
 
 
+def load_lm_choice(choice: str) -> NgramLM | None:
+    """"none" -> None, "default" -> the shipped LM, anything else -> that file. Raises LMError."""
+    if choice == "none":
+        return None
+    if choice == "default":
+        lm = load_default_lm()
+        if lm is None:
+            raise LMError("this package ships no default language model: use --lm none or a file")
+        return lm
+    return load_lm(choice)
+
+
 def load_default_lm() -> NgramLM | None:
     """The LM shipped beside the acoustic model, or None when this build has none."""
     if not DEFAULT_LM.exists():

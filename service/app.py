@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch
 from fastapi import FastAPI
 
 from model.checkpoint import DEFAULT_MODEL, ModelBundle, load_model
+from model.lm import NgramLM, load_lm_choice
 from model.recognize import Recognizer
 
 from . import errors
@@ -30,11 +32,17 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL_ID = "edgescribe-default"
 
 
+@functools.lru_cache(maxsize=4)
+def language_model(choice: str) -> NgramLM | None:
+    """The LM a setting names, loaded once per process (it is read-only and shared by every stream)."""
+    return load_lm_choice(choice)
+
+
 def build_recognizer(bundle: ModelBundle, settings: Settings) -> Recognizer:
     decoding = bundle.decoding
     if settings.beam_size is not None:
         decoding = dataclasses.replace(decoding, beam_size=settings.beam_size)
-    return Recognizer(bundle, decoding)
+    return Recognizer(bundle, decoding, language_model(settings.lm))
 
 
 def model_identity(settings: Settings) -> tuple[str, int]:

@@ -29,14 +29,16 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from model.checkpoint import CheckpointError, load_model
+    from model.lm import LMError
 
-    from .app import create_app
+    from .app import create_app, language_model
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings) if hasattr(args, f.name)}
     try:
         settings = Settings.from_env(**given)
         bundle = load_model(settings.model)  # here, so a bad model file is one clear line, not a traceback
-    except (SettingsError, CheckpointError) as e:
+        language_model(settings.lm)  # likewise for the LM; cached, so the app does not load it again
+    except (SettingsError, CheckpointError, LMError) as e:
         print(f"edgescribe serve: {e}", file=sys.stderr)
         return 2
     app = create_app(settings, bundle)

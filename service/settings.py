@@ -37,6 +37,8 @@ class Settings:
     threads: int = _knob(1, "torch CPU threads per inference; keep threads x workers <= cores", minimum=1)
     workers: int = _knob(2, "inference threads in the pool shared by all requests and streams", minimum=1)
     beam_size: int | None = _knob(None, "CTC beam width, 1 = greedy (empty: the model's own setting)", minimum=1)
+    lm: str = _knob("default", "word language model fused into the beam search: default (the shipped one), "
+                    "none, or a file from `edgescribe lm build`")
     max_upload_bytes: int = _knob(100 * 2**20, "largest transcription request body, in bytes (413 above)",
                                   minimum=1)
     max_audio_seconds: float = _knob(4 * 3600.0, "longest audio one request may hold, in seconds (413 above)",
