@@ -112,7 +112,10 @@ def normalize_text(text: str) -> str:
     """
     text = unicodedata.normalize("NFKD", text)
     text = "".join(c for c in text if not unicodedata.combining(c))
-    text = text.replace("\u2019", "'").replace("\u2018", "'")
+    for quote in ("\u2019", "\u2018", "\u02bc"):  # typographic and modifier-letter apostrophes
+        text = text.replace(quote, "'")
+    for lig, plain in (("æ", "ae"), ("Æ", "AE"), ("œ", "oe"), ("Œ", "OE")):  # NFKD leaves ligatures whole
+        text = text.replace(lig, plain)
     text = _THOUSANDS.sub("", text)
     text = _NUMBER.sub(_number_token, text)
     for sym, word in _SYMBOL_WORDS.items():

@@ -16,6 +16,7 @@ from model.tokens import Vocabulary, normalize_text, number_to_words
         ("dial 0800", "dial zero eight zero zero"),
         ("rock&roll - café", "rock and roll cafe"),
         ("  ", ""),
+        ("Cæsar\u02bcs œuvre", "caesar's oeuvre"),
     ],
 )
 def test_normalize_text(raw, expected):
