@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import torch
@@ -15,6 +16,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="model file to re-encode")
     parser.add_argument("--codec", choices=CODECS, default="kmeans4", help="weight codec")
     parser.add_argument("--out", required=True, help="where to write the exported model")
+    g = parser.add_argument_group("decoding defaults stored in the file (default: keep the source's)")
+    g.add_argument("--beam-size", type=int, default=None, help="CTC beam width; 1 = greedy")
+    g.add_argument("--lm-weight", type=float, default=None, help="weight of the word LM, as tuned on a dev set")
+    g.add_argument("--word-bonus", type=float, default=None, help="score per word with an LM, as tuned")
 
 
 def max_output_difference(reference, candidate, seconds: float = 4.0, seed: int = 0) -> float:
@@ -33,6 +38,8 @@ def max_output_difference(reference, candidate, seconds: float = 4.0, seed: int 
 def run(args: argparse.Namespace) -> int:
     try:
         ref = load_model(args.checkpoint)
+        changes = {k: v for k in ("beam_size", "lm_weight", "word_bonus") if (v := getattr(args, k)) is not None}
+        ref.decoding = dataclasses.replace(ref.decoding, **changes)
         size = save_model(ref, args.out, args.codec)
         exported = load_model(args.out)
     except (CheckpointError, OSError) as e:
@@ -41,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     diff = max_output_difference(ref, exported)
     params = sum(p.numel() for p in ref.network.parameters())
     print(f"wrote {args.out}: codec {args.codec}, {size} bytes ({size / 1e6:.3f} MB), {params} parameters, "
-          f"max log-prob difference vs source {diff:.4g}")
+          f"max log-prob difference vs source {diff:.4g}; decoding {exported.decoding}")
     return 0
