@@ -16,7 +16,8 @@ model=(); [ -n "$MODEL" ] && model=(--model "$MODEL")
 fsdd="$SHARED/data/fsdd/test.jsonl"; so="$SHARED/data/speechocean762/test.jsonl"
 ls="$SHARED/data/librispeech-dev-clean/dev.jsonl"; ast="$DATA/real/asterisk_heldout.jsonl"
 python3 -c 'import json; print(json.dumps([str(d) for d in ["zero","one","two","three","four","five","six","seven","eight","nine"]]))' > "$OUT/digits.json"
-python3 -c 'import json,sys; print(json.dumps(sorted({json.loads(l)["text"] for l in open(sys.argv[1]) if json.loads(l)["text"].strip()})))' \
+# (Grammar phrases are at most 200 characters; the few longer prompts are left out of the list.)
+python3 -c 'import json,sys; print(json.dumps(sorted({t for l in open(sys.argv[1]) if 0 < len(t := json.loads(l)["text"].strip()) <= 200})))' \
   "$SHARED/data/asterisk-prompts/all.jsonl" > "$OUT/asterisk_phrases.json"
 run() {  # name, then eval arguments
   local name=$1; shift
