@@ -194,14 +194,19 @@ def running_server(flags: dict[str, Any]) -> Iterator[str]:
             time.sleep(0.1)
         yield address
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STARTUP_SECONDS)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, STARTUP_SECONDS)
         proc.stderr.close()
+
+
+def stop_process(proc: subprocess.Popen, timeout: float) -> None:
+    """Graceful stop (SIGTERM: the server finishes open requests), then SIGKILL after ``timeout`` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # --- clients ----------------------------------------------------------------------------------------

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -26,6 +25,7 @@ from model.audio import iter_audio, load_audio, pcm16_to_float
 from model.checkpoint import ModelBundle, load_model
 from model.recognize import Recognizer, Segment
 from service.app import build_recognizer, create_app
+from service.bench import stop_process
 from service.recognizer import PcmResampler
 from service.routes.stream import result_message
 from service.settings import Settings
@@ -162,11 +162,5 @@ def serve_process(command: Sequence[str], env: dict[str, str]) -> Iterator[subpr
         wait_until(healthy, "the server to answer /healthz")
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STARTUP_SECONDS)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, STARTUP_SECONDS)
         proc.stdout.close()
