@@ -45,3 +45,14 @@ python3 -m edgescribe.cli train --init "$DATA/runs/default1/model-fp32.esm" \
 #    measure it (scripts/eval_default.sh, scripts/compare_peers.py).
 python3 -m edgescribe.cli export "$DATA/runs/default2/best.esm" --codec kmeans4 --beam-size 8 --lm-weight 0.3 \
   --word-bonus 1.0 --out model/assets/default.esm
+
+# Not shipped yet (measured at the end of the session, too late to redo every table): a phase 3 of
+# 1400 steps from phase 2's best.esm on real x3 + 16.2 h Debian voices + hibari 3.6 h x2 + piper 0.4 h x2,
+# lr 1e-3, 2 threads on an otherwise idle machine, reached validation WER 72.5% / CER 38.6% greedy
+# (phase 2: 74.8% / 39.7%). Next step for issue 5: continue like this, then rerun eval_default.sh and
+# compare_peers.py and update the README tables together.
+#   python3 -m edgescribe.cli train --init "$DATA/runs/default2/best.esm" --train "$DATA/real/train.jsonl:3" \
+#     --train "$DATA/synth/train_phase3.jsonl" --train "$DATA/synth-hibari/train_phase3.jsonl:2" \
+#     --train "$DATA/synth-piper/train_phase3.jsonl:2" --out "$DATA/runs/default3" --max-steps 1400 \
+#     --warmup-steps 100 --lr 1e-3 --valid "$DATA/real/valid.jsonl" --valid-every 350 --checkpoint-every 50 \
+#     --cache --threads 2 --workers 1 --no-progress --resume
