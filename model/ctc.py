@@ -103,7 +103,11 @@ class WordScorer(Protocol):
     def score(self, history: Sequence[str], word: str) -> float: ...
 
     def score_partial(self, history: Sequence[str], partial: str) -> float:
-        """Log-score of a word still being spelled (e.g. a penalty once no known word starts so)."""
+        """Log-score of a word still being spelled (e.g. a penalty once no known word starts so).
+
+        The search relies on two bounds: it never rises as the word grows, and the finished
+        word's ``score`` is never above it. They let it skip extensions that cannot make the beam.
+        """
         ...
 
 
@@ -179,7 +183,7 @@ class _Prefix:
         self._final: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class _Beam:
     blank: float = -math.inf  # log P(prefix, last frame was blank)
     non_blank: float = -math.inf  # log P(prefix, last frame emitted the last symbol)
@@ -208,8 +212,13 @@ def _logaddexp(a: float, b: float) -> float:
         return b
     if b == -math.inf:
         return a
-    m = max(a, b)
-    return m + math.log(math.exp(a - m) + math.exp(b - m))
+    if a < b:
+        a, b = b, a
+    return a + math.log1p(math.exp(b - a))
+
+
+def _first(item: tuple) -> float:
+    return item[0]
 
 
 def _emission_list(node: tuple[Emission, tuple | None] | None) -> list[Emission]:
@@ -282,6 +291,13 @@ class BeamSearch:
             p._final = score
         return p._final
 
+    def _max_gain(self) -> float:
+        """The most one symbol can raise a prefix's external score (see WordScorer); with hotwords
+        or a constraint there is no such bound (inf), and every candidate extension is made."""
+        if self.hotwords.prefixes or self.constraint is not None:
+            return math.inf
+        return max(0.0, self.cfg.word_bonus) if self.lm is not None else 0.0
+
     # -- search -------------------------------------------------------------------------------
 
     def start(self) -> BeamState:
@@ -304,6 +320,7 @@ class BeamSearch:
         top_lp, top_sym = log_probs[:, 1:].topk(k, dim=-1)  # (T', k), best first
         top_sym = (top_sym + 1).tolist()
         floors = (log_probs.max(dim=-1).values + prune).tolist()
+        max_gain = self._max_gain()
         for lp, syms, lps, floor in zip(log_probs.tolist(), top_sym, top_lp.tolist(), floors, strict=True):
             t = search.frames
             search.frames += 1
@@ -311,41 +328,58 @@ class BeamSearch:
             lp_blank = lp[0]
             nxt: dict[_Prefix, _Beam] = {}
             created: list[tuple[_Prefix, int, _Prefix]] = []
+            # Stay on the same prefix through a blank, or by repeating the last symbol.
+            ranked = []
             for p, beam in beams.items():
                 total = beam.total
-                # Stay on the same prefix through a blank, or by repeating the last symbol.
-                b = nxt.get(p)
-                if b is None:
-                    b = nxt[p] = _Beam()
-                stay = total + lp_blank
-                b.blank = _logaddexp(b.blank, stay)
+                ranked.append((p, beam, total))
+                if p.last:
+                    repeat = beam.non_blank + lp[p.last]
+                    stay = total + lp_blank
+                    nxt[p] = _Beam(stay, repeat, beam.emissions, max(stay, repeat))
+                else:
+                    nxt[p] = _Beam(total + lp_blank, -math.inf, beam.emissions, total + lp_blank)
+            # Every prefix has one parent, so a new prefix gets one path in this frame: if that
+            # path's score plus the most its external score can gain is below the beam_size-th best
+            # prefix already here, it cannot survive the cut and is never made. Extensions go best
+            # first, so that bar rises as fast as it can. ``floor`` holds a lower bound of the score
+            # of each prefix in this frame (scores only rise as paths merge in), beam_size of them.
+            extensions = []
+            for p, beam, total in ranked:
                 last = p.last
-                if last:
-                    repeat = beam.non_blank + lp[last]
-                    b.non_blank = _logaddexp(b.non_blank, repeat)
-                    stay = max(stay, repeat)
-                if stay > b.best_in:
-                    b.emissions, b.best_in = beam.emissions, stay
                 for s in candidates:
                     if s == space and (not last or last == space):
                         continue  # no leading or doubled spaces: they carry no words
-                    if s in p.children:
-                        c = p.children[s]
-                        if c is None:
-                            continue
-                    else:
+                    # A repeated symbol needs a blank in between to count twice.
+                    score = (beam.blank if s == last else total) + lp[s]
+                    extensions.append((score + p.score, score, s, p, beam))
+            bounded = max_gain != math.inf
+            if bounded:
+                extensions.sort(key=_first, reverse=True)
+                floor_heap = heapq.nlargest(beam_size, [b.total + p.score for p, b in nxt.items()])
+                floor_heap.reverse()  # ascending: a valid min-heap
+            for bound, score, s, p, beam in extensions:
+                c = p.children.get(s, p)
+                if c is None:
+                    continue
+                nb = nxt.get(c) if c is not p else None
+                if nb is None:  # a prefix new to this frame
+                    if bounded and len(floor_heap) == beam_size and bound + max_gain < floor_heap[0]:
+                        continue
+                    if c is p:  # not made yet
                         c = self._child(p, s)
                         if c is None:
                             continue
                         created.append((p, s, c))
-                    nb = nxt.get(c)
-                    if nb is None:
-                        nb = nxt[c] = _Beam()
-                    # A repeated symbol needs a blank in between to count twice.
-                    score = (beam.blank if s == last else total) + lp[s]
-                    nb.non_blank = _logaddexp(nb.non_blank, score)
-                    if score > nb.best_in:
-                        nb.emissions, nb.best_in = (Emission(s, t, exp(lp[s])), beam.emissions), score
+                    nb = nxt[c] = _Beam(non_blank=score, best_in=score,
+                                        emissions=(Emission(s, t, exp(lp[s])), beam.emissions))
+                    if bounded:
+                        heapq.heappush(floor_heap, score + c.score) if len(floor_heap) < beam_size \
+                            else heapq.heappushpop(floor_heap, score + c.score)
+                    continue
+                nb.non_blank = _logaddexp(nb.non_blank, score)
+                if score > nb.best_in:
+                    nb.emissions, nb.best_in = (Emission(s, t, exp(lp[s])), beam.emissions), score
             if len(nxt) > beam_size:
                 nxt = dict(heapq.nlargest(beam_size, nxt.items(), key=lambda kv: kv[1].total + kv[0].score))
                 # Forget the prefixes made this frame that did not survive: they have no children
