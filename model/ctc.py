@@ -342,29 +342,40 @@ class BeamSearch:
             # Every prefix has one parent, so a new prefix gets one path in this frame: if that
             # path's score plus the most its external score can gain is below the beam_size-th best
             # prefix already here, it cannot survive the cut and is never made. Extensions go best
-            # first, so that bar rises as fast as it can. ``floor`` holds a lower bound of the score
-            # of each prefix in this frame (scores only rise as paths merge in), beam_size of them.
+            # first, so that bar rises as fast as it can. ``floor_heap`` holds lower bounds of the scores
+            # of beam_size prefixes in this frame (scores only rise as paths merge in).
+            bounded = max_gain != math.inf and len(nxt) >= beam_size
+            if bounded:
+                floor_heap = heapq.nlargest(beam_size, [b.total + p.score for p, b in nxt.items()])
+                floor_heap.reverse()  # ascending: a valid min-heap
+                bar = floor_heap[0] - max_gain
             extensions = []
             for p, beam, total in ranked:
                 last = p.last
+                p_score = p.score
                 for s in candidates:
                     if s == space and (not last or last == space):
                         continue  # no leading or doubled spaces: they carry no words
                     # A repeated symbol needs a blank in between to count twice.
                     score = (beam.blank if s == last else total) + lp[s]
-                    extensions.append((score + p.score, score, s, p, beam))
-            bounded = max_gain != math.inf
+                    if bounded and score + p_score < bar:
+                        # Hopeless as a new prefix; still a path into one already in this frame.
+                        c = p.children.get(s)
+                        if c is not None and (nb := nxt.get(c)) is not None:
+                            nb.non_blank = _logaddexp(nb.non_blank, score)
+                            if score > nb.best_in:
+                                nb.emissions, nb.best_in = (Emission(s, t, exp(lp[s])), beam.emissions), score
+                        continue
+                    extensions.append((score + p_score, score, s, p, beam))
             if bounded:
                 extensions.sort(key=_first, reverse=True)
-                floor_heap = heapq.nlargest(beam_size, [b.total + p.score for p, b in nxt.items()])
-                floor_heap.reverse()  # ascending: a valid min-heap
             for bound, score, s, p, beam in extensions:
                 c = p.children.get(s, p)
                 if c is None:
                     continue
                 nb = nxt.get(c) if c is not p else None
                 if nb is None:  # a prefix new to this frame
-                    if bounded and len(floor_heap) == beam_size and bound + max_gain < floor_heap[0]:
+                    if bounded and bound + max_gain < floor_heap[0]:
                         continue
                     if c is p:  # not made yet
                         c = self._child(p, s)
@@ -374,8 +385,7 @@ class BeamSearch:
                     nb = nxt[c] = _Beam(non_blank=score, best_in=score,
                                         emissions=(Emission(s, t, exp(lp[s])), beam.emissions))
                     if bounded:
-                        heapq.heappush(floor_heap, score + c.score) if len(floor_heap) < beam_size \
-                            else heapq.heappushpop(floor_heap, score + c.score)
+                        heapq.heappushpop(floor_heap, score + c.score)
                     continue
                 nb.non_blank = _logaddexp(nb.non_blank, score)
                 if score > nb.best_in:
