@@ -15,17 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from model.training.synth import (  # noqa: E402
-    ENGINES,
-    GENERATED_KINDS,
-    RunReport,
-    SynthConfig,
-    SynthError,
-    build_corpus,
-    discover_voices,
-    summarise_manifest,
-    voice_families,
-)
+from model.training.synth import RunReport, SynthConfig, build_corpus, summarise_manifest  # noqa: E402
+from model.training.synth_prompts import GENERATED_KINDS  # noqa: E402
+from model.training.synth_voices import ENGINES, SynthError, discover_voices, voice_families  # noqa: E402
 
 
 def _count_arg(value: str) -> tuple[str, int]:

@@ -9,16 +9,9 @@ import pytest
 
 from model.audio import load_audio
 from model.training.manifest import read_manifest
-from model.training.synth import (
-    Job,
-    SynthConfig,
-    build_corpus,
-    discover_voices,
-    generated_prompt,
-    plan_corpus,
-    render,
-    summarise_manifest,
-)
+from model.training.synth import SynthConfig, build_corpus, plan_corpus, summarise_manifest
+from model.training.synth_prompts import generated_prompt
+from model.training.synth_voices import Job, discover_voices, render
 
 needs_tts = pytest.mark.skipif(
     not all(shutil.which(p) for p in ("espeak-ng", "flite", "sox")), reason="needs espeak-ng, flite and sox"

