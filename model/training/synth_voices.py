@@ -231,18 +231,20 @@ def _hibari_render(job: Job, wav: Path) -> None:
     write_wav(str(wav), audio, model.sample_rate)
 
 
-_PIPER_PROCESSES: dict = {}  # voice -> running piper; one per worker process, as loading a voice costs ~1 s
+# voice -> (running piper, its output folder); one per worker process, as loading a voice costs ~1 s.
+# The folder object removes itself when the worker exits (closing piper's stdin ends piper too).
+_PIPER_PROCESSES: dict[str, tuple[subprocess.Popen, tempfile.TemporaryDirectory]] = {}
 
 
 def _piper_render(job: Job, wav: Path) -> None:
-    proc = _PIPER_PROCESSES.get(job.voice.selector)
+    proc, _ = _PIPER_PROCESSES.get(job.voice.selector, (None, None))
     if proc is None or proc.poll() is not None:
         # piper -d writes one WAV per input line and logs "Wrote PATH" on stderr when it is complete.
-        out = tempfile.mkdtemp(prefix="piper-")
-        proc = subprocess.Popen([sys.executable, "-m", "piper", "-m", job.voice.selector, "-d", out],
+        out = tempfile.TemporaryDirectory(prefix="piper-")
+        proc = subprocess.Popen([sys.executable, "-m", "piper", "-m", job.voice.selector, "-d", out.name],
                                 stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, bufsize=1)
-        _PIPER_PROCESSES[job.voice.selector] = proc
+        _PIPER_PROCESSES[job.voice.selector] = (proc, out)
     proc.stdin.write(job.speak + "\n")
     proc.stdin.flush()
     for line in proc.stderr:
