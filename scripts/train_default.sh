@@ -37,22 +37,38 @@ python3 -m edgescribe.cli train --init "$DATA/runs/default1/model-fp32.esm" \
   --train "$DATA/synth-hibari/train_phase2.jsonl" --train "$DATA/synth-piper/train_phase2.jsonl" \
   --out "$DATA/runs/default2" --max-steps 2000 --warmup-steps 100 "${common[@]}" --resume
 
-# 3. Tune the LM fusion on our validation set (never a test set): beam 8, lm_weight x word_bonus in
-#    {0.15/0.5, 0.2/1, 0.2/2, 0.3/1, 0.3/2, 0.5/0, 0.5/1, 0.8/1, 0.8/2, 1.2/2}; 0.3/1.0 gave the lowest WER
-#    (64.3% vs 74.8% without the LM), e.g.:
-#    python3 -m edgescribe.cli eval --model "$DATA/runs/default2/best.esm" --lm-weight 0.3 --word-bonus 1 "$DATA/real/valid.jsonl"
-# 4. Ship it: kmeans4 (16 shared values per tensor, 4-bit indices) with those decoding defaults, then
-#    measure it (scripts/eval_default.sh, scripts/compare_peers.py).
-python3 -m edgescribe.cli export "$DATA/runs/default2/best.esm" --codec kmeans4 --beam-size 8 --lm-weight 0.3 \
-  --word-bonus 1.0 --out model/assets/default.esm
+# Phase 3: 1400 steps from phase 2's best.esm on real x3 + 16.2 h Debian voices + hibari 3.6 h x2 +
+# piper 0.4 h x2 (45957 utterances, 34.1 h an epoch), lr 1e-3, 2 threads on an otherwise idle machine
+# (~13 minutes): validation WER 72.5% / CER 38.6% greedy (phase 2: 74.8% / 39.7%).
+for d in synth synth-hibari synth-piper; do cp -n "$DATA/$d/train.jsonl" "$DATA/$d/train_phase3.jsonl" || true; done
+python3 -m edgescribe.cli train --init "$DATA/runs/default2/best.esm" --train "$DATA/real/train.jsonl:3" \
+  --train "$DATA/synth/train_phase3.jsonl" --train "$DATA/synth-hibari/train_phase3.jsonl:2" \
+  --train "$DATA/synth-piper/train_phase3.jsonl:2" --out "$DATA/runs/default3" --max-steps 1400 \
+  --warmup-steps 100 --lr 1e-3 --valid "$DATA/real/valid.jsonl" --valid-every 350 --checkpoint-every 50 \
+  --cache --threads 2 --workers 1 --no-progress --resume
 
-# Not shipped yet (measured at the end of the session, too late to redo every table): a phase 3 of
-# 1400 steps from phase 2's best.esm on real x3 + 16.2 h Debian voices + hibari 3.6 h x2 + piper 0.4 h x2,
-# lr 1e-3, 2 threads on an otherwise idle machine, reached validation WER 72.5% / CER 38.6% greedy
-# (phase 2: 74.8% / 39.7%). Next step for issue 5: continue like this, then rerun eval_default.sh and
-# compare_peers.py and update the README tables together.
-#   python3 -m edgescribe.cli train --init "$DATA/runs/default2/best.esm" --train "$DATA/real/train.jsonl:3" \
-#     --train "$DATA/synth/train_phase3.jsonl" --train "$DATA/synth-hibari/train_phase3.jsonl:2" \
-#     --train "$DATA/synth-piper/train_phase3.jsonl:2" --out "$DATA/runs/default3" --max-steps 1400 \
-#     --warmup-steps 100 --lr 1e-3 --valid "$DATA/real/valid.jsonl" --valid-every 350 --checkpoint-every 50 \
-#     --cache --threads 2 --workers 1 --no-progress --resume
+# Phase 4: 8000 steps from phase 3's best.esm, lr 1e-3 (cosine to 5%), 1 thread (~90 minutes).
+# Steps 0-2800 ran on real x4 + the phase-3 synthetic manifests (hibari x2); then the hibari corpus
+# was grown to 21.1 h (make_synth_corpus.sh) and the run resumed from its step-2800 checkpoint on the
+# same data with the grown hibari at weight 0.6 (76328 utterances, 42.8 h an epoch). --resume warns
+# that the configuration changed and carries on with the new data and the same schedule.
+for d in synth synth-piper; do cp -n "$DATA/$d/train.jsonl" "$DATA/$d/train_phase4.jsonl" || true; done
+phase4=(--init "$DATA/runs/default3/best.esm" --train "$DATA/real/train.jsonl:4"
+        --train "$DATA/synth/train_phase4.jsonl" --train "$DATA/synth-piper/train_phase4.jsonl:2"
+        --out "$DATA/runs/default4" --max-steps 8000 --warmup-steps 100 --lr 1e-3 --valid "$DATA/real/valid.jsonl"
+        --valid-every 500 --checkpoint-every 50 --cache --threads 1 --workers 1 --no-progress --log-every 10
+        --seed 0 --resume)
+if [ ! -e "$DATA/synth-hibari/train_phase4b.jsonl" ]; then
+  cp -n "$DATA/synth-hibari/train_phase3.jsonl" "$DATA/synth-hibari/train_phase4.jsonl" || true
+  python3 -m edgescribe.cli train "${phase4[@]}" --train "$DATA/synth-hibari/train_phase4.jsonl:2" --stop-at-step 2800
+  cp -n "$DATA/synth-hibari/train.jsonl" "$DATA/synth-hibari/train_phase4b.jsonl"
+fi
+python3 -m edgescribe.cli train "${phase4[@]}" --train "$DATA/synth-hibari/train_phase4b.jsonl:0.6"
+
+# Tune the LM fusion on our validation set (never a test set), then ship: kmeans4 (16 shared values
+# per tensor, 4-bit indices) with the chosen decoding defaults; then measure it
+# (scripts/eval_default.sh, scripts/compare_peers.py).
+python3 scripts/tune_decoding.py --model "$DATA/runs/default4/best.esm" "$DATA/real/valid.jsonl" \
+  --lm-weights 0.2,0.3,0.5,0.8 --word-bonuses 0,1,2 --json "$DATA/runs/default4/tune.json"
+python3 -m edgescribe.cli export "$DATA/runs/default4/best.esm" --codec kmeans4 --beam-size 8 --lm-weight LMW \
+  --word-bonus WB --out model/assets/default.esm

@@ -286,3 +286,22 @@ def test_init_fine_tunes_from_a_model_file_keeping_its_size_and_statistics(fixtu
     assert torch.equal(tuned.network.feat_mean.cpu(), before.network.feat_mean)
     moved = [k for k, v in weights(tuned.network).items() if not torch.equal(v.cpu(), before.network.state_dict()[k])]
     assert "blocks.0.weight_ih_l0" in moved
+
+
+def test_training_in_chunks_stops_with_a_checkpoint_and_resumes_to_the_same_weights(fixtures_dir, tmp_path):
+    # `edgescribe train --stop-at-step N`: the process ends at step N with a checkpoint of that step
+    # (7 is not a multiple of checkpoint_every), exports nothing, and the next --resume finishes the
+    # schedule exactly as one uninterrupted run would. Asking again for a chunk already done is a no-op.
+    straight = train(tiny_config(fixtures_dir, tmp_path / "a"))
+    cfg = tiny_config(fixtures_dir, tmp_path / "b")
+    first = train(cfg, stop_after=7, checkpoint_at_stop=True)
+    assert first.step == 7 and first.export is None
+    assert (tmp_path / "b" / "checkpoints" / "step-00000007.ckpt").exists()
+    assert not (tmp_path / "b" / "model.esm").exists()
+    again = train(cfg, resume=True, stop_after=7, checkpoint_at_stop=True)
+    assert again.step == 7 and again.export is None
+    resumed = train(cfg, resume=True)
+    assert resumed.step == 16 and resumed.export is not None
+    a, b = weights(straight.network), weights(resumed.network)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name

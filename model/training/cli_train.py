@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest good checkpoint in --out (same data order, optimiser, "
                              "scheduler and RNG state); starts afresh when there is none")
+    parser.add_argument("--stop-at-step", type=int, default=None, metavar="N",
+                        help="end this process at step N with a checkpoint, before the schedule's end (train "
+                             "in chunks: the next --resume continues from there); no model is exported")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,10 +32,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"edgescribe train: {e}", file=sys.stderr)
         return 2
     try:
-        result = train(cfg, resume=args.resume, echo=print)
+        result = train(cfg, resume=args.resume, echo=print, stop_after=args.stop_at_step,
+                       checkpoint_at_stop=True)
     except (ManifestError, CheckpointError, ValueError) as e:
         print(f"edgescribe train: {e}", file=sys.stderr)
         return 1
     if result.export is not None:
         print(f"model written to {result.export.path}")
+    elif args.stop_at_step is not None:
+        print(f"stopped at step {result.step} with a checkpoint: continue with --resume")
     return 0

@@ -181,23 +181,26 @@ def _worker_init(_: int) -> None:
 
 
 def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
-          echo: Callable[[str], None] | None = None, device: str | None = None) -> TrainResult:
+          echo: Callable[[str], None] | None = None, device: str | None = None,
+          checkpoint_at_stop: bool = False) -> TrainResult:
     """Run (or resume) a training run in ``cfg.out``.
 
     ``stop_after`` returns after that many steps as if the process had been killed: no final
     checkpoint, no export (tests use it to check that --resume reproduces an uninterrupted run).
+    With ``checkpoint_at_stop`` it writes a checkpoint of that step first (`--stop-at-step`: a long
+    run trained in chunks, each ending where the next ``--resume`` starts).
     ``echo`` receives the human-readable report lines (the CLI prints them; rank 0 only).
     ``device`` forces "cpu" or "cuda"; by default CUDA is used when present.
     """
     ctx = distributed.init_distributed(device)
     try:
-        return _train(cfg, ctx, resume, stop_after, echo or (lambda _: None))
+        return _train(cfg, ctx, resume, stop_after, echo or (lambda _: None), checkpoint_at_stop)
     finally:
         distributed.cleanup(ctx)
 
 
 def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_after: int | None,
-           echo: Callable[[str], None]) -> TrainResult:
+           echo: Callable[[str], None], checkpoint_at_stop: bool = False) -> TrainResult:
     torch.set_num_threads(cfg.threads)
     run_dir = Path(cfg.out)
     say = echo if ctx.is_main else (lambda _: None)
@@ -294,8 +297,8 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_af
 
     bar = tqdm(total=total, initial=step, unit="step", dynamic_ncols=True, disable=not (cfg.progress and ctx.is_main))
     window_seconds, window_start, window_loss, window_n = 0.0, time.perf_counter(), 0.0, 0
-    stopped = False
-    while step < total:
+    stopped = stop_after is not None and step >= stop_after and step < total  # a chunk already done
+    while step < total and not stopped:
         plan.set_position(epoch, batch_pos)
         epoch_len = len(plan.batches(epoch))
         if epoch_len == 0:
@@ -333,6 +336,8 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_af
             if step % cfg.checkpoint_every == 0:
                 checkpoint()
             if stop_after is not None and step >= stop_after:
+                if checkpoint_at_stop and step % cfg.checkpoint_every != 0:
+                    checkpoint()
                 stopped = True
                 break
             if step >= total:
