@@ -22,7 +22,7 @@ from model.recognize import Recognizer
 from model.tokens import Vocabulary
 from model.training import augment
 from model.training.batching import BatchPlan, epoch_batches, shard
-from model.training.config import AugmentConfig, TrainConfig, add_train_arguments, config_from_args
+from model.training.config import AugmentConfig, TrainConfig, config_from_args
 from model.training.data import Skipped, SpeechDataset, load_utterances
 from model.training.loop import lr_factor, train
 from model.training.manifest import read_manifest
@@ -204,11 +204,12 @@ def test_config_file_is_overridden_by_flags(tmp_path):
         "max_steps": 100, "lr": 0.01, "network": {"hidden": 48, "cell": "lstm"}, "augment": {"noise": False},
         "depth": 3,
     }))
+    from model.training.cli_train import add_arguments
+
     parser = argparse.ArgumentParser()
-    add_train_arguments(parser)
-    parser.add_argument("--resume", action="store_true")
+    add_arguments(parser)  # the CLI's own parser: its per-process flags must not reach the config
     args = parser.parse_args(["--config", str(tmp_path / "c.json"), "--train", "a.jsonl:2", "--out", "r",
-                              "--hidden", "64", "--no-shared"])
+                              "--hidden", "64", "--no-shared", "--resume", "--stop-at-step", "7"])
     cfg = config_from_args(args)
     assert cfg.max_steps == 100 and cfg.lr == 0.01 and cfg.train == ("a.jsonl:2",)
     assert (cfg.network.hidden, cfg.network.cell, cfg.network.depth, cfg.network.shared) == (64, "lstm", 3, False)

@@ -228,7 +228,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             else:
                 _place(data, key, value)
     for key, value in vars(args).items():
-        if key in ("config", "command", "log_level", "resume", "no_augment"):
+        if key in ("config", "command", "log_level", "resume", "stop_at_step", "no_augment"):
             continue
         _place(data, key, value)
     if getattr(args, "no_augment", False):
