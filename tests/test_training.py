@@ -197,6 +197,35 @@ def test_augmentations_are_switchable_and_seeded(fixtures_dir):
     assert torch.equal(augment.spec_augment(feats, AugmentConfig(specaugment=False), np.random.default_rng(2)), feats)
 
 
+def test_reverberation_decays_like_a_room_and_keeps_length_and_power(fixtures_dir):
+    from model.audio import load_audio
+
+    rir = augment.synthetic_rir(0.5, 6.0, 16000, np.random.default_rng(0))
+    assert rir.size == 8000 and rir[0] == 1.0
+    assert 10 * np.log10(1.0 / np.sum(rir[1:] ** 2)) == pytest.approx(6.0)  # direct-to-reverberant ratio
+    tenth = rir.size // 10
+    decay_db = 10 * np.log10(np.mean(rir[1:tenth] ** 2) / np.mean(rir[-tenth:] ** 2))
+    assert 45 < decay_db < 65  # -60 dB over rt60, measured between its first and last tenths (~54 dB)
+
+    click = np.zeros(16000, np.float32)
+    click[1000] = 0.5
+    wet = augment.reverberate(click, rir)
+    assert wet.size == click.size and np.mean(wet**2) == pytest.approx(np.mean(click**2), rel=1e-4)
+    assert np.abs(wet[1100:9000]).max() > 1e-3  # a tail after the click...
+    assert np.abs(wet[:1000]).max() < 1e-6  # ...and nothing before it (but FFT rounding)
+
+    wave = load_audio(fixtures_dir / "utt02.flac")
+    only_reverb = AugmentConfig(speed=False, noise=False, gain=False, reverb=True, reverb_prob=1.0)
+    x = augment.augment_waveform(wave, only_reverb, np.random.default_rng(3))
+    assert x.size == wave.size and not np.array_equal(x, wave)
+    assert np.array_equal(x, augment.augment_waveform(wave, only_reverb, np.random.default_rng(3)))
+    # Off (the default), it draws no random numbers: runs made before it existed replay exactly.
+    rng = np.random.default_rng(4)
+    before = rng.bit_generator.state
+    augment.augment_waveform(wave, AugmentConfig(speed=False, noise=False, gain=False), rng)
+    assert rng.bit_generator.state == before and AugmentConfig().reverb is False
+
+
 def test_config_file_is_overridden_by_flags(tmp_path):
     import argparse
 

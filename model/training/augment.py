@@ -1,4 +1,5 @@
-"""On-the-fly augmentation: speed, additive noise and loudness on the waveform; SpecAugment on features.
+"""On-the-fly augmentation: speed, reverberation, additive noise and loudness on the waveform;
+SpecAugment on features.
 
 Every function takes an explicit ``numpy.random.Generator``: the data loader seeds one per
 utterance from (seed, epoch, batch, position), so a resumed run draws exactly the same augmentation
@@ -51,15 +52,49 @@ def add_noise(wave: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.n
     return (wave + scale * white).astype(np.float32)
 
 
+def synthetic_rir(rt60: float, drr_db: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A room impulse response without a room corpus: the direct path (1.0), then Gaussian noise that
+    decays by 60 dB in ``rt60`` seconds (Polack's statistical model of late reverberation, as in
+    synthetic-RIR augmentation), its energy ``drr_db`` below the direct path's."""
+    n = max(2, int(rt60 * sample_rate))
+    t = np.arange(n, dtype=np.float64) / sample_rate
+    rir = rng.standard_normal(n) * np.exp(-np.log(1000.0) * t / rt60)  # amplitude: -60 dB at rt60
+    rir[0] = 0.0
+    rir *= np.sqrt(10 ** (-drr_db / 10) / max(float(np.sum(rir**2)), 1e-12))
+    rir[0] = 1.0
+    return rir
+
+
+def reverberate(wave: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """Convolve with ``rir`` (FFT), keep the utterance's length and power: loudness is gain's job."""
+    if wave.size == 0:
+        return wave
+    n = wave.size + rir.size - 1
+    nfft = 1 << (n - 1).bit_length()
+    wet = np.fft.irfft(np.fft.rfft(wave, nfft) * np.fft.rfft(rir, nfft), nfft)[: wave.size]
+    power_in = float(np.mean(wave.astype(np.float64) ** 2))
+    power_out = float(np.mean(wet**2))
+    if power_out > 0.0:
+        wet *= np.sqrt(power_in / power_out)
+    return wet.astype(np.float32)
+
+
 def change_gain(wave: np.ndarray, gain_db: float) -> np.ndarray:
     # Clipping is what a too-loud microphone does, so it is part of the augmentation, not a bug.
     return np.clip(wave * 10 ** (gain_db / 20), -1.0, 1.0).astype(np.float32)
 
 
-def augment_waveform(wave: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
-    """Speed, then noise, then gain: noise is added at the speaker's rate and the mix is what gets louder."""
+def augment_waveform(wave: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator,
+                     sample_rate: int = 16000) -> np.ndarray:
+    """Speed, reverberation, noise, then gain: the voice is sped up and reverberates in the room,
+    noise is added to what the microphone hears, and the mix is what gets louder. A switched-off
+    kind draws no random numbers, so runs made before a kind existed replay exactly."""
     if cfg.speed and rng.random() < cfg.speed_prob:
         wave = speed_perturb(wave, float(rng.choice(cfg.speed_factors)))
+    if cfg.reverb and rng.random() < cfg.reverb_prob:
+        rir = synthetic_rir(float(rng.uniform(*cfg.reverb_rt60)), float(rng.uniform(*cfg.reverb_drr_db)),
+                            sample_rate, rng)
+        wave = reverberate(wave, rir)
     if cfg.noise and rng.random() < cfg.noise_prob:
         wave = add_noise(wave, float(rng.uniform(*cfg.noise_snr_db)), rng)
     if cfg.gain and rng.random() < cfg.gain_prob:

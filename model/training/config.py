@@ -36,16 +36,25 @@ class AugmentConfig:
     gain: bool = True  # loudness changes: microphones and speakers vary by tens of dB
     gain_prob: float = 0.5
     gain_db: tuple[float, float] = (-15.0, 6.0)  # mostly quieter: clipping limits how much louder helps
+    # Reverberation with synthetic room responses. Off by default so that the runs behind the shipped
+    # model resume and replay exactly; switch it on (--reverb) for far-field microphones.
+    reverb: bool = False
+    reverb_prob: float = 0.3
+    reverb_rt60: tuple[float, float] = (0.2, 0.8)  # seconds: furnished living room to bare hall
+    reverb_drr_db: tuple[float, float] = (0.0, 12.0)  # direct-to-reverberant ratio: 3 m away to close by
 
     def __post_init__(self) -> None:
-        for name in ("speed_prob", "specaugment_prob", "noise_prob", "gain_prob", "time_mask_max_fraction"):
+        for name in ("speed_prob", "specaugment_prob", "noise_prob", "gain_prob", "reverb_prob",
+                     "time_mask_max_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
         if any(f <= 0 for f in self.speed_factors):
             raise ValueError("speed factors must be positive")
+        if not 0.0 < self.reverb_rt60[0] <= self.reverb_rt60[1]:
+            raise ValueError("reverb_rt60 must be a positive (low, high) range in seconds")
 
     def disabled(self) -> AugmentConfig:
-        return AugmentConfig(speed=False, specaugment=False, noise=False, gain=False)
+        return AugmentConfig(speed=False, specaugment=False, noise=False, gain=False, reverb=False)
 
 
 @dataclass(frozen=True)
@@ -204,7 +213,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, help=f"dropout between depth steps (default {n.dropout})")
 
     g = _Group(parser.add_argument_group("augmentation"))
-    for name in ("speed", "specaugment", "noise", "gain"):
+    for name in ("speed", "specaugment", "noise", "gain", "reverb"):
         g.add_argument("--" + name, action=argparse.BooleanOptionalAction,
                        help=f"switch {name} augmentation (default {getattr(a, name)})")
         g.add_argument(f"--{name}-prob", type=float,
@@ -232,7 +241,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             continue
         _place(data, key, value)
     if getattr(args, "no_augment", False):
-        data["augment"].update({"speed": False, "specaugment": False, "noise": False, "gain": False})
+        data["augment"].update({"speed": False, "specaugment": False, "noise": False, "gain": False,
+                                "reverb": False})
     for key in ("train", "valid"):
         if key in data and isinstance(data[key], str):
             data[key] = [data[key]]

@@ -191,7 +191,7 @@ class SpeechDataset:
             return Skipped("unreadable_audio", item.audio)
         rng = np.random.default_rng(seed) if seed is not None and self.augment else None
         if rng is not None:
-            wave = augment_waveform(wave, self.augment, rng)
+            wave = augment_waveform(wave, self.augment, rng, self.extractor.cfg.sample_rate)
         seconds = wave.size / self.extractor.cfg.sample_rate
         pad = flush_padding(wave.size, self.extractor.cfg)
         wave = np.concatenate([wave, np.zeros(pad, np.float32)]) if pad else wave
