@@ -63,6 +63,28 @@ def test_export_prints_size_and_difference(tmp_path):
     assert (tmp_path / "k.esm").stat().st_size < src.stat().st_size / 4
 
 
+def test_export_takes_a_training_checkpoint_with_its_training_as_metadata(tmp_path):
+    import torch
+
+    from model.checkpoint import load_model, model_payload
+    from model.training.checkpoints import CheckpointDir
+
+    bundle = ModelBundle.new(NetworkConfig(hidden=32, conv_channels=4, depth=2))
+    ckpt = CheckpointDir(tmp_path / "run").save(120, {
+        "step": 120, "config": {"train": ["a.jsonl:2", "b.jsonl"], "seed": 7}, "model": model_payload(bundle),
+        "optimizer": {}})
+    r = _run("export", str(ckpt), "--codec", "fp32", "--lm-weight", "0.4", "--out", str(tmp_path / "m.esm"))
+    assert r.returncode == 0, r.stderr
+    out = load_model(tmp_path / "m.esm")
+    assert out.metadata == {"trained_steps": 120, "train_manifests": ["a.jsonl:2", "b.jsonl"], "seed": 7}
+    assert out.decoding.lm_weight == 0.4
+    for name, value in bundle.network.state_dict().items():
+        assert torch.equal(out.network.state_dict()[name], value), name
+    broken = CheckpointDir(tmp_path / "bad").save(5, {"step": 5, "model": model_payload(bundle)})  # no config
+    r = _run("export", str(broken), "--out", str(tmp_path / "x.esm"))
+    assert r.returncode == 1 and "inconsistent training checkpoint" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_unbuilt_subcommands_exit_2():
     r = _run()
     assert r.returncode == 2
