@@ -11,6 +11,7 @@ import heapq
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Protocol
 
 import torch
@@ -217,10 +218,6 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-def _first(item: tuple) -> float:
-    return item[0]
-
-
 def _emission_list(node: tuple[Emission, tuple | None] | None) -> list[Emission]:
     out = []
     while node is not None:
@@ -358,17 +355,11 @@ class BeamSearch:
                         continue  # no leading or doubled spaces: they carry no words
                     # A repeated symbol needs a blank in between to count twice.
                     score = (beam.blank if s == last else total) + lp[s]
-                    if bounded and score + p_score < bar:
-                        # Hopeless as a new prefix; still a path into one already in this frame.
-                        c = p.children.get(s)
-                        if c is not None and (nb := nxt.get(c)) is not None:
-                            nb.non_blank = _logaddexp(nb.non_blank, score)
-                            if score > nb.best_in:
-                                nb.emissions, nb.best_in = (Emission(s, t, exp(lp[s])), beam.emissions), score
-                        continue
+                    if bounded and score + p_score < bar and p.children.get(s) not in nxt:
+                        continue  # hopeless as a new prefix, and not a path into one already here
                     extensions.append((score + p_score, score, s, p, beam))
             if bounded:
-                extensions.sort(key=_first, reverse=True)
+                extensions.sort(key=itemgetter(0), reverse=True)
             for bound, score, s, p, beam in extensions:
                 c = p.children.get(s, p)
                 if c is None:
