@@ -25,6 +25,7 @@ from . import errors
 from .metrics import Metrics, RequestCounter
 from .recognizer import Engine
 from .routes import ROUTERS
+from .security import BrowserGuard
 from .settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
         loaded = bundle if bundle is not None else load_model(s.model)
         engine = Engine(build_recognizer(loaded, s), s, metrics, *model_identity(s))
         app.state.engine = engine
-        log.info("serving model %s with %d inference workers x %d threads", engine.model_id, s.workers, s.threads)
+        log.info("serving model %s: %d stream and %d upload inference workers x %d threads", engine.model_id,
+                 s.workers, s.upload_workers, s.threads)
         try:
             yield
         finally:
@@ -79,6 +81,9 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
         app.dependency_overrides[get_settings] = lambda: settings
     errors.install(app)
     app.add_middleware(RequestCounter, metrics=metrics)
+    # Outermost: a refused browser request never reaches the routes; every answer gets the security headers.
+    app.add_middleware(BrowserGuard, settings=lambda: app.dependency_overrides.get(get_settings, get_settings)(),
+                       metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)
     return app

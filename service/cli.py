@@ -26,12 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from model.checkpoint import CheckpointError, load_model
     from model.lm import LMError
 
     from .app import create_app, language_model
+    from .server import make_server
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings) if hasattr(args, f.name)}
     try:
@@ -43,7 +42,5 @@ def run(args: argparse.Namespace) -> int:
         return 2
     app = create_app(settings, bundle)
     print(f"edgescribe: serving on http://{settings.host}:{settings.port}/ (Ctrl-C to stop)", file=sys.stderr)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=args.log_level.lower(),
-                timeout_graceful_shutdown=settings.shutdown_timeout,
-                ws_max_size=settings.max_message_bytes, access_log=False)
+    make_server(app, settings, args.log_level).run()
     return 0

@@ -6,6 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from .errors import Unauthorized
@@ -40,7 +41,13 @@ def check_api_key(conn: HTTPConnection, settings: Settings) -> None:
                            "(EDGESCRIBE_API_KEY) as 'Authorization: Bearer KEY'")
 
 
-def require_api_key(conn: HTTPConnection, settings: SettingsDep) -> None:
+# Declares the bearer scheme in the OpenAPI description, so /docs offers "Authorize" for the key;
+# the check itself is check_api_key's, shared with the WebSocket route.
+_bearer = HTTPBearer(auto_error=False, description="the server's EDGESCRIBE_API_KEY, when it has one")
+
+
+def require_api_key(conn: HTTPConnection, settings: SettingsDep,
+                    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     check_api_key(conn, settings)
 
 

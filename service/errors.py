@@ -42,6 +42,10 @@ class Unauthorized(ServiceError):
     pass
 
 
+class Forbidden(ServiceError):
+    """A browser request from another site, or by a host name the server does not answer to."""
+
+
 class NotFound(ServiceError):
     pass
 
@@ -76,6 +80,7 @@ class Failure:
 FAILURES: dict[type[BaseException], Failure] = {
     BadField: Failure(400, 4400, "bad_field"),
     Unauthorized: Failure(401, 4401, "unauthorized"),
+    Forbidden: Failure(403, 4403, "forbidden"),
     NotFound: Failure(404, 4404, "not_found"),
     IdleTimeout: Failure(408, 4408, "idle_timeout"),
     UploadTooLarge: Failure(413, 4413, "upload_too_large"),
@@ -88,6 +93,16 @@ FAILURES: dict[type[BaseException], Failure] = {
 }
 INTERNAL = Failure(500, 1011, "internal")
 INTERNAL_MESSAGE = "internal error; the server log has the details"
+
+
+# Close codes a stream may end with that are worth a metric label of their own; clients choose theirs
+# freely (any number 1000-4999), and each distinct label value would be a new time series.
+_CLOSE_LABELS = frozenset({1000, 1001, 1005, 1006, 1011, 1012} | {f.close_code for f in FAILURES.values()})
+
+
+def close_label(code: int) -> str:
+    """The metric label for a stream's close code: the code itself if it is one we know, else 'other'."""
+    return str(code) if code in _CLOSE_LABELS else "other"
 
 
 def classify(exc: BaseException) -> Failure:

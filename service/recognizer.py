@@ -1,11 +1,12 @@
-"""The shared model behind a bounded pool of inference threads; one ``Session`` per live stream.
+"""The shared model behind bounded pools of inference threads; one ``Session`` per live stream.
 
 The ``Recognizer`` (network weights, feature extractor) is shared and read-only; every request and
-stream owns its own ``Stream`` state. Inference never runs on the event loop: it goes to a fixed
-pool of ``workers`` threads. Admission is bounded separately for requests and streams
-(``Slots``): when every slot is taken the caller gets ``Busy`` (503 / 4503) at once instead of
-joining a queue without end, so the pool's queue never holds more than
-``max_requests + max_streams`` items.
+stream owns its own ``Stream`` state. Inference never runs on the event loop: live streams go to a
+pool of ``workers`` threads and file uploads to a separate pool of ``upload_workers``, so an upload
+(which holds its thread for its whole run) can never make a live stream wait. Admission is bounded
+separately for requests and streams (``Slots``): when every slot is taken the caller gets ``Busy``
+(503 / 4503) at once instead of joining a queue without end, so each pool's queue holds at most
+``max_requests`` or ``max_streams`` items.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import IO, TypeVar
 import numpy as np
 from prometheus_client import Gauge
 
-from model.audio import iter_audio, pcm16_to_float
+from model.audio import DecodeCancelled, DecodeLimits, iter_audio, pcm16_to_float
 from model.grammar import Grammar, GrammarError
 from model.recognize import Recognizer, Segment
 from model.tokens import normalize_text
@@ -64,10 +65,6 @@ class Transcription:
     processing: float  # seconds spent decoding and recognising
 
 
-class _Cancelled(Exception):
-    pass
-
-
 class Engine:
     def __init__(self, recognizer: Recognizer, settings: Settings, metrics: Metrics,
                  model_id: str = "edgescribe", model_created: int = 0) -> None:
@@ -75,16 +72,21 @@ class Engine:
         self.model_id, self.model_created = model_id, model_created  # what /v1/models reports
         self.settings = settings
         self.metrics = metrics
-        self.pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="inference")
+        self.stream_pool = ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="stream")
+        self.upload_pool = ThreadPoolExecutor(max_workers=settings.upload_workers, thread_name_prefix="upload")
         self.requests = Slots("requests", settings.max_requests, settings.retry_after, metrics.active_requests)
         self.streams = Slots("streams", settings.max_streams, settings.retry_after, metrics.active_streams)
+        # Set when the server begins a graceful shutdown: open streams send their final text and close.
+        self.draining = asyncio.Event()
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        """Run stream work on the streams' pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.stream_pool, fn, *args)
 
     def close(self) -> None:
         """Let queued and running inference finish, then stop the threads (graceful shutdown)."""
-        self.pool.shutdown(wait=True)
+        self.stream_pool.shutdown(wait=True)
+        self.upload_pool.shutdown(wait=True)
 
     def hotwords(self, phrases: Iterable[str]) -> list[str]:
         """Normalised phrases the model can spell, deduplicated, the last ``max_hotwords`` of them."""
@@ -111,7 +113,9 @@ class Engine:
                          abandoned: Awaitable[object], grammar: Grammar | None = None) -> Transcription:
         """Transcribe a whole file in bounded chunks; stop early when ``abandoned`` completes (client gone)."""
         cancel = threading.Event()
-        work = asyncio.ensure_future(self.run(self._transcribe_file, source, hotwords, grammar, cancel))
+        loop = asyncio.get_running_loop()
+        work = asyncio.ensure_future(loop.run_in_executor(self.upload_pool, self._transcribe_file, source, hotwords,
+                                                          grammar, cancel))
         gone = asyncio.ensure_future(abandoned)
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -119,8 +123,8 @@ class Engine:
             gone.cancel()
             if not work.done():
                 cancel.set()
-                with contextlib.suppress(_Cancelled):
-                    await work  # the worker notices within one chunk; its file is closed by the caller after
+                with contextlib.suppress(DecodeCancelled):
+                    await work  # the worker notices within one frame; its file is closed by the caller after
                 raise ClientGone("the client disconnected before the transcript was ready")
         result = work.result()
         self.metrics.observe("/v1/audio/transcriptions", result.duration, result.processing)
@@ -130,8 +134,10 @@ class Engine:
                          cancel: threading.Event) -> Transcription:
         started = time.perf_counter()
         s = self.settings
-        counted = _CountedChunks(iter_audio(source, self.recognizer.sample_rate, s.chunk_seconds,
-                                            s.max_audio_seconds), cancel)
+        limits = DecodeLimits(s.max_audio_seconds, s.min_upload_bitrate or None)
+        chunks = iter_audio(source, self.recognizer.sample_rate, s.chunk_seconds, limits=limits,
+                            cancelled=cancel.is_set)
+        counted = _CountedChunks(chunks, cancel)
         segments = self.recognizer.transcribe_chunks(counted, hotwords, grammar)
         return Transcription(segments, counted.samples / self.recognizer.sample_rate,
                              time.perf_counter() - started)
@@ -149,7 +155,7 @@ class _CountedChunks:
     def __iter__(self) -> Iterator[np.ndarray]:
         for chunk in self.chunks:
             if self.cancel.is_set():
-                raise _Cancelled
+                raise DecodeCancelled
             self.samples += chunk.size
             yield chunk
 

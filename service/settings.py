@@ -35,7 +35,10 @@ class Settings:
     port: int = _knob(8000, "TCP port to listen on", minimum=0)
     model: str | None = _knob(None, "model file to serve (empty: the model embedded in the package)")
     threads: int = _knob(1, "torch CPU threads per inference; keep threads x workers <= cores", minimum=1)
-    workers: int = _knob(2, "inference threads in the pool shared by all requests and streams", minimum=1)
+    workers: int = _knob(2, "inference threads for live streams (uploads have their own: upload_workers)",
+                         minimum=1)
+    upload_workers: int = _knob(1, "inference threads for file uploads, apart from the streams' so that a long "
+                                   "upload never delays a live stream", minimum=1)
     beam_size: int | None = _knob(None, "CTC beam width, 1 = greedy (empty: the model's own setting)", minimum=1)
     lm: str = _knob("default", "word language model fused into the beam search: default (the shipped one), "
                     "none, or a file from `edgescribe lm build`")
@@ -43,6 +46,13 @@ class Settings:
                                   minimum=1)
     max_audio_seconds: float = _knob(4 * 3600.0, "longest audio one request may hold, in seconds (413 above)",
                                      minimum=0.1)
+    min_upload_bitrate: float = _knob(1000.0, "bits of upload per second of audio it may decode to, beyond its "
+                                              "first 60 s (a few KB cannot hold hours of audio); 0: no floor",
+                                      minimum=0)
+    min_upload_rate: int = _knob(4096, "bytes per second an upload must average once idle_timeout has passed "
+                                       "(a trickle cannot hold a request slot); 0: no floor", minimum=0)
+    min_stream_realtime: float = _knob(0.5, "seconds of audio a live stream must send per second, on average, once "
+                                            "idle_timeout has passed (live audio sends 1); 0: no floor", minimum=0)
     max_requests: int = _knob(4, "transcription requests served at once; more get 503 + Retry-After", minimum=1)
     max_streams: int = _knob(8, "WebSocket streams open at once; more are closed with 4503", minimum=1)
     max_message_bytes: int = _knob(2**20, "largest WebSocket message, in bytes", minimum=1024)
@@ -52,9 +62,19 @@ class Settings:
                                       "or leave stream replies unread before it is cut off", minimum=0.1)
     chunk_seconds: float = _knob(1.0, "audio decoded per step for uploads; bounds memory and sets how "
                                       "finely segments split at pauses", minimum=0.1)
+    max_connections: int = _knob(256, "open TCP connections; more are closed at once (keep it under the process's "
+                                      "file-descriptor limit)", minimum=1)
+    header_timeout: float = _knob(10.0, "seconds a client has to send a request's headers before it is cut off",
+                                  minimum=0.1)
+    max_header_bytes: int = _knob(16384, "largest request line and headers, in bytes (400 above)", minimum=1024)
+    allowed_origins: str = _knob("", "web origins besides the server's own that browsers may use it from, "
+                                     "comma-separated ('*': any); others get 403")
+    allowed_hosts: str = _knob("", "host names browsers may reach it by besides IP addresses, localhost and this "
+                                   "machine's name, comma-separated ('*': any); stops DNS rebinding")
     retry_after: int = _knob(2, "seconds a busy client is told to wait (Retry-After)", minimum=0)
     shutdown_timeout: float = _knob(30.0, "seconds a graceful shutdown waits for open requests", minimum=0)
-    api_key: str | None = _knob(None, "if set, every endpoint but /healthz needs 'Authorization: Bearer KEY'")
+    api_key: str | None = _knob(None, "if set, every endpoint but /healthz and the API docs needs "
+                                      "'Authorization: Bearer KEY'; set it in the environment, since flags show in ps")
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(Settings)
@@ -76,6 +96,15 @@ class Settings:
             raise SettingsError(f"{env_name('port')} must be at most 65535, got {self.port}")
         if self.api_key is not None and not self.api_key.strip():
             raise SettingsError(f"{env_name('api_key')} is blank; unset it or give a real key")
+        if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
+            # HTTP header values are ASCII in practice (clients refuse or mangle others), so such a key never matches.
+            raise SettingsError(f"{env_name('api_key')} must be printable ASCII: HTTP headers cannot carry others")
+
+    def origins(self) -> frozenset[str]:
+        return _names(self.allowed_origins)
+
+    def hosts(self) -> frozenset[str]:
+        return _names(self.allowed_hosts)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -89,6 +118,10 @@ class Settings:
                 values[f.name] = parse_value(f.name, raw, hints[f.name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+def _names(value: str) -> frozenset[str]:
+    return frozenset(n.strip().lower().rstrip("/") for n in value.split(",") if n.strip())
 
 
 def env_name(field_name: str) -> str:

@@ -74,15 +74,96 @@ def test_pcm16():
         pcm16_to_float(b"\x00")
 
 
-def test_declared_hours_are_refused_before_decoding():
+def _wav(samples: np.ndarray, rate: int, channels: int = 1) -> bytes:
     import io
     import wave
 
     buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:  # 57 KB that decode to 8 hours at 16 kHz
-        w.setnchannels(1)
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(channels)
         w.setsampwidth(2)
-        w.setframerate(1)
-        w.writeframes(np.zeros(8 * 3600, np.int16).tobytes())
-    with pytest.raises(AudioTooLong, match="28800 s"):
-        next(iter_audio(buf.getvalue(), max_seconds=3600))
+        w.setframerate(rate)
+        w.writeframes(samples.astype("<i2").tobytes())
+    return buf.getvalue()
+
+
+def test_declared_length_is_refused_before_decoding():
+    data = _wav(np.zeros(8000 * 180, np.int16), 8000)  # the header says 3 minutes
+    with pytest.raises(AudioTooLong, match="180 s"):
+        next(iter_audio(data, max_seconds=60))
+
+
+PLAYLIST = b"ffconcat version 1.0\nfile speech.wav\n"
+SDP = b"v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\nm=audio 45678 RTP/AVP 0\n"
+
+
+@pytest.mark.parametrize("data", [PLAYLIST, SDP], ids=["ffconcat", "sdp"])
+def test_playlists_and_session_descriptions_are_not_followed(tmp_path, monkeypatch, data):
+    # A real file sits where the playlist points; a guessing FFmpeg would open and transcribe it.
+    (tmp_path / "speech.wav").write_bytes(_wav(np.full(16000, 1000, np.int16), 16000))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AudioDecodeError, match="not an audio file in a supported format"):
+        load_audio(data)
+
+
+@pytest.mark.parametrize("rate", [1, 100, 7999, 192001])
+def test_sample_rates_outside_what_streams_take_are_refused(rate):
+    with pytest.raises(AudioDecodeError, match=f"{rate} Hz is not supported"):
+        load_audio(_wav(np.zeros(10, np.int16), rate))
+
+
+def test_one_huge_frame_is_refused(tmp_path):
+    # Matroska PCM blocks may be any size; one block of 60 s would be resampled in one call.
+    path = tmp_path / "a.mkv"
+    with av.open(str(path), "w", format="matroska") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 8000 * 60), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    with pytest.raises(AudioDecodeError, match="one audio frame holds 60 s"):
+        load_audio(path)
+
+
+def test_audio_beyond_what_the_file_size_allows_is_refused():
+    from model.audio import DecodeLimits
+
+    data = _wav(np.zeros(16000 * 3, np.int16), 16000)  # 96 KB, 3 s
+    limits = DecodeLimits(min_bitrate=len(data) * 8 / 2.0, free_seconds=0.5)  # this size may hold 2.5 s
+    with pytest.raises(AudioTooLong, match="bits per second of audio"):
+        list(iter_audio(data, limits=limits))
+    assert sum(c.size for c in iter_audio(data, limits=DecodeLimits(min_bitrate=1000))) == 48000
+
+
+@pytest.mark.parametrize("channels", [2, 9, 25])
+def test_any_channel_count_is_mixed_to_mono(channels):
+    tone = (8000 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.int16)
+    audio = load_audio(_wav(np.repeat(tone, channels), 16000, channels))  # the same tone on every channel
+    assert audio.size == 16000
+    # FFmpeg mixes standard layouts at its own levels (stereo: (L + R) / sqrt 2); wider ones are averaged.
+    gain = np.abs(audio).max() / (np.abs(tone).max() / 32768.0)
+    assert 0.9 < gain < 1.5
+    assert np.allclose(audio / gain, tone / 32768.0, atol=2e-3)
+
+
+def test_too_many_channels_are_refused_with_the_reason():
+    with pytest.raises(AudioDecodeError, match="100 channels"):
+        load_audio(_wav(np.zeros(100 * 10, np.int16), 16000, 100))
+
+
+@pytest.mark.parametrize("chunk_seconds", [0.01, 0.3, 1.0, 7.0])
+def test_chunks_join_to_the_whole(tmp_path, chunk_seconds):
+    _encode(tmp_path / "a.wav", "pcm_s16le", 16000, 1, seconds=5)
+    whole = load_audio(tmp_path / "a.wav")
+    chunks = list(iter_audio(tmp_path / "a.wav", chunk_seconds=chunk_seconds))
+    size = int(chunk_seconds * 16000)
+    assert all(c.size == size for c in chunks[:-1]) and 0 < chunks[-1].size <= size
+    assert np.array_equal(np.concatenate(chunks), whole)
+
+
+def test_cancelled_decoding_stops_between_frames(tmp_path):
+    from model.audio import DecodeCancelled
+
+    _encode(tmp_path / "a.wav", "pcm_s16le", 16000, 1, seconds=5)
+    with pytest.raises(DecodeCancelled):
+        list(iter_audio(tmp_path / "a.wav", cancelled=lambda: True))

@@ -46,7 +46,8 @@ def held_pool():
     with live_server(SETTINGS) as (address, app):
         engine = app.state.engine
         release = threading.Event()
-        blockers = [engine.pool.submit(release.wait) for _ in range(SETTINGS.workers)]
+        blockers = [engine.stream_pool.submit(release.wait) for _ in range(SETTINGS.workers)]
+        blockers += [engine.upload_pool.submit(release.wait) for _ in range(SETTINGS.upload_workers)]
         yield address, app, release
         release.set()
         for b in blockers:

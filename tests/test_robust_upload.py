@@ -64,9 +64,11 @@ CASES: dict[str, tuple[bytes, set[int]]] = {
     "odd_byte_count": (wav(b"\x01\x00\x02"), {200, 415}),
     # The data chunk says 8 hours; 0.1 s follows. FFmpeg reads what is there.
     "eight_hours_declared": (wav(b"\0" * 3200, declared=EIGHT_HOURS * 32000), {200}),
-    # Eight real hours of silence at 1 Hz: 57 KB that resample to 8 h at 16 kHz. Must stop at the limit.
-    "eight_hours_at_1hz": (wav(b"\0\0" * EIGHT_HOURS, rate=1), {413}),
-    "eight_hours_at_100hz_8ch": (wav(b"\0" * 3_000 * 16, rate=100, channels=8), {200, 413}),
+    # Eight real hours of silence at 1 Hz: 57 KB that would resample to 8 h at 16 kHz. Refused by its rate.
+    "eight_hours_at_1hz": (wav(b"\0\0" * EIGHT_HOURS, rate=1), {415}),
+    "eight_hours_at_100hz_8ch": (wav(b"\0" * 3_000 * 16, rate=100, channels=8), {415}),
+    # 30 s of silence at 8 kHz (the lowest rate taken) declared in full: over the 20 s limit by its header.
+    "thirty_seconds_at_8khz": (wav(b"\0\0" * 8000 * 30, rate=8000), {413}),
     "declared_size_4gb": (wav(b"\0" * 64, declared=0xFFFFFFFF), {200, 415}),
     "zero_rate": (wav(b"\0" * 64, rate=0), {415}),
     "zero_channels": (wav(b"\0" * 64, channels=0), {415}),

@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from test_service_support import app_for, direct_file, speech_pcm16, write_wav
 
+from model.audio import DecodeCancelled
 from model.formats import full_text, to_srt, to_vtt
 from service.errors import ClientGone
-from service.recognizer import _Cancelled
 from service.settings import Settings
 
 URL = "/v1/audio/transcriptions"
@@ -243,7 +243,7 @@ def test_abandoned_transcription_stops_and_frees_the_worker(client_for, speech):
     client = client_for(workers=1)
     engine = client.app.state.engine
     release = threading.Event()
-    blocker = engine.pool.submit(release.wait)  # the only worker is busy, so our work waits in the queue
+    blocker = engine.upload_pool.submit(release.wait)  # the only worker is busy, so our work waits in the queue
 
     async def abandon() -> None:
         gone = asyncio.get_running_loop().create_future()
@@ -259,9 +259,9 @@ def test_abandoned_transcription_stops_and_frees_the_worker(client_for, speech):
     blocker.result()
     cancelled = threading.Event()
     cancelled.set()
-    with speech.open("rb") as f, pytest.raises(_Cancelled):  # the worker gives up at the next chunk
+    with speech.open("rb") as f, pytest.raises(DecodeCancelled):  # the worker gives up at the next chunk
         engine._transcribe_file(f, [], None, cancelled)
-    assert engine.pool.submit(lambda: "free").result(timeout=60) == "free"
+    assert engine.upload_pool.submit(lambda: "free").result(timeout=60) == "free"
     assert post(client, speech).status_code == 200
 
 

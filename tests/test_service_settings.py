@@ -46,6 +46,14 @@ def test_wrong_types_are_refused_even_in_code():
     with pytest.raises(SettingsError, match="EDGESCRIBE_API_KEY"):
         Settings(api_key="  ")
     assert Settings.from_env({"EDGESCRIBE_API_KEY": ""}).api_key is None  # `-e EDGESCRIBE_API_KEY=` is off
+    with pytest.raises(SettingsError, match="EDGESCRIBE_API_KEY must be printable ASCII"):
+        Settings(api_key="schlüssel")  # a header could never carry it, so no request would ever match
+
+
+def test_allowed_names_are_lists():
+    s = Settings(allowed_origins=" https://ha.example:8123/ , HTTP://Other ", allowed_hosts="pi.lan")
+    assert s.origins() == {"https://ha.example:8123", "http://other"} and s.hosts() == {"pi.lan"}
+    assert Settings().origins() == frozenset()
 
 
 def test_get_settings_reads_once(monkeypatch):
@@ -59,8 +67,9 @@ def test_get_settings_reads_once(monkeypatch):
 
 @pytest.fixture()
 def fake_uvicorn(monkeypatch):
+    """Record what `edgescribe serve` would run: (the app, uvicorn's configuration as a dict)."""
     calls = []
-    monkeypatch.setattr("uvicorn.run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr("service.server.Server.run", lambda self: calls.append((self.app, vars(self.config))))
     return calls
 
 

@@ -19,7 +19,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import uvicorn
 
 from model.audio import iter_audio, load_audio, pcm16_to_float
 from model.checkpoint import ModelBundle, load_model
@@ -28,6 +27,7 @@ from service.app import build_recognizer, create_app
 from service.bench import stop_process
 from service.recognizer import PcmResampler
 from service.routes.stream import result_message
+from service.server import make_server
 from service.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -102,15 +102,15 @@ def direct_vosk_replies(settings: Settings, chunks: Sequence[bytes], sample_rate
 
 @contextlib.contextmanager
 def live_server(settings: Settings) -> Iterator[tuple[str, object]]:
-    """Run the app on a real uvicorn (in a thread) on a free loopback port; yields ("127.0.0.1:PORT", app)."""
+    """Run the app on a real uvicorn (in a thread, configured as `edgescribe serve` does) on a free loopback port.
+
+    Yields ("127.0.0.1:PORT", app)."""
     app = app_for(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=settings.max_message_bytes,
-                            timeout_graceful_shutdown=settings.shutdown_timeout)
-    server = uvicorn.Server(config)
+    server = make_server(app, settings, log_level="warning")  # the same server `edgescribe serve` runs
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + STARTUP_SECONDS
@@ -142,16 +142,25 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve_process(command: Sequence[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
-    """Run a server command in its own process; wait for /healthz; stop it (SIGTERM) on the way out."""
+def serve_process(command: Sequence[str], env: dict[str, str], cwd: Path | None = None,
+                  log: Path | None = None) -> Iterator[subprocess.Popen]:
+    """Run a server command in its own process; wait for /healthz; stop it (SIGTERM) on the way out.
+
+    ``cwd``: its working directory (default: the repository); ``log``: a file for its output (default: a pipe).
+    """
     full_env = {**os.environ, **env}
-    proc = subprocess.Popen(list(command), env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=Path(__file__).parent.parent)
+    if cwd is not None:  # the package must still import from the repository
+        full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent.parent),
+                                                               full_env.get("PYTHONPATH")]))
+    out = log.open("w") if log is not None else subprocess.PIPE
+    proc = subprocess.Popen(list(command), env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                            text=True, cwd=cwd or Path(__file__).parent.parent)
     url = f"http://127.0.0.1:{env['EDGESCRIBE_PORT']}/healthz"
 
     def healthy() -> bool:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited with {proc.returncode}: {proc.stdout.read()}")
+            output = log.read_text() if log is not None else proc.stdout.read()
+            raise AssertionError(f"server exited with {proc.returncode}: {output}")
         try:
             with urllib.request.urlopen(url, timeout=5) as r:
                 return r.status == 200
@@ -163,4 +172,7 @@ def serve_process(command: Sequence[str], env: dict[str, str]) -> Iterator[subpr
         yield proc
     finally:
         stop_process(proc, STARTUP_SECONDS)
-        proc.stdout.close()
+        if log is not None:
+            out.close()
+        else:
+            proc.stdout.close()

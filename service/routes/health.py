@@ -1,4 +1,4 @@
-"""GET /healthz (open to all, for load balancers and the container's HEALTHCHECK) and GET /metrics."""
+"""GET (or HEAD) /healthz (open to all, for load balancers and the container's HEALTHCHECK) and GET /metrics."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ router = APIRouter()
 
 
 @router.get("/healthz")
+@router.head("/healthz", include_in_schema=False)  # monitors that only check the status
 async def healthz(engine: EngineDep) -> dict:
     # Answering at all means the lifespan finished, so the model is loaded and the pool is up.
     return {"status": "ok", "model": engine.model_id}

@@ -10,7 +10,8 @@ Client -> server:
 Server -> client, exactly one reply per audio message, as Vosk does (its clients read one per send):
   {"partial": "..."}                                                    while a phrase is open
   {"text": "...", "result": [{"word", "start", "end", "conf"}, ...]}    when a pause closes one
-and at eof the final {"text": ...} for whatever is left, then the server closes (1000).
+and at eof the final {"text": ...} for whatever is left, then the server closes (1000); when the server
+shuts down, the same final text, then close 1001 (going away).
 Times are seconds from the start of the stream. "result" is left out when the config says "words": false.
 Failures send {"error": {...}} and close with the code from service/errors.py.
 """
@@ -20,16 +21,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
+from model.audio import AudioTooLong
 from model.recognize import Segment
 
 from ..deps import EngineDep, SettingsDep, check_api_key
-from ..errors import BadField, ClientGone, IdleTimeout, UploadTooLarge, close_websocket
+from ..errors import BadField, ClientGone, IdleTimeout, UploadTooLarge, close_label, close_websocket
 from ..recognizer import Engine, Session
 from ..settings import Settings
 
@@ -78,15 +81,39 @@ def result_message(segments: list[Segment], words: bool) -> dict:
     return message
 
 
-async def _receive(ws: WebSocket, settings: Settings) -> dict:
+async def _receive(ws: WebSocket, deadline: float, draining: asyncio.Event) -> dict | None:
+    """The next message, or None when the server starts shutting down; ``IdleTimeout`` at ``deadline``."""
+    receiving = asyncio.ensure_future(ws.receive())
+    stopping = asyncio.ensure_future(draining.wait())
     try:
-        message = await asyncio.wait_for(ws.receive(), timeout=settings.idle_timeout)
-    except asyncio.TimeoutError:
-        raise IdleTimeout(f"nothing received for {settings.idle_timeout:g} s: send audio more often or "
-                          f'{{"eof": 1}} to finish (the server\'s limit is EDGESCRIBE_IDLE_TIMEOUT)') from None
-    if message["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(message.get("code", 1000))
-    return message
+        await asyncio.wait({receiving, stopping}, timeout=max(0.0, deadline - time.monotonic()),
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+        if not receiving.done():
+            receiving.cancel()  # safe: uvicorn's receive is a queue read, so no message is lost
+    if receiving.done() and not receiving.cancelled():
+        message = receiving.result()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        return message
+    if draining.is_set():
+        return None
+    raise IdleTimeout("no audio received for EDGESCRIBE_IDLE_TIMEOUT seconds: send audio more often or "
+                      '{"eof": 1} to finish (other messages do not keep a stream open)')
+
+
+def _check_pace(session: Session | None, started: float, settings: Settings) -> None:
+    """Refuse a stream that sends audio far slower than real time, or more than one request may hold."""
+    seconds = 0.0 if session is None else session.seconds
+    if seconds > settings.max_audio_seconds:
+        raise AudioTooLong(f"the stream has sent more than {settings.max_audio_seconds:g} s of audio, the most one "
+                           f"stream may (EDGESCRIBE_MAX_AUDIO_SECONDS): open a new stream to go on")
+    owed = settings.min_stream_realtime * (time.monotonic() - started - settings.idle_timeout)
+    if owed > 0 and seconds < owed:
+        raise IdleTimeout(f"the stream has sent {seconds:.1f} s of audio in {time.monotonic() - started:.0f} s, "
+                          f"under the floor of {settings.min_stream_realtime:g} s per second "
+                          f"(EDGESCRIBE_MIN_STREAM_REALTIME): send live audio as it is captured")
 
 
 async def _bounded(sending: Awaitable[None], settings: Settings) -> None:
@@ -102,13 +129,29 @@ async def _bounded(sending: Awaitable[None], settings: Settings) -> None:
         raise ClientGone(f"the client read no replies for {settings.idle_timeout:g} s") from None
 
 
+async def _finish(ws: WebSocket, session: Session | None, config: StreamConfig, settings: Settings,
+                  code: int) -> None:
+    segments = [] if session is None else await session.finish()
+    await _bounded(ws.send_json(result_message(segments, config.words)), settings)
+    await _bounded(ws.close(code), settings)
+
+
 async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session | None:
-    """Run one stream to its end; returns its session (None if no audio came) for the metrics."""
+    """Run one stream to its end; returns its session (None if no audio came) for the metrics.
+
+    Only audio (and eof) keeps a stream alive: the idle deadline counts from the last audio message, so a
+    client that repeats its config, or sends audio at a trickle, cannot hold a stream slot for ever.
+    """
     config = StreamConfig()
     grammar = None
     session: Session | None = None
+    started = last_audio = time.monotonic()
     while True:
-        message = await _receive(ws, settings)
+        message = await _receive(ws, last_audio + settings.idle_timeout, engine.draining)
+        if message is None:  # graceful shutdown: the open segment's final text, then "going away"
+            await _finish(ws, session, config, settings, 1001)
+            return session
+        _check_pace(session, started, settings)
         data: bytes | None = message.get("bytes")
         if data is None:
             text = message.get("text") or ""
@@ -125,14 +168,13 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
                 grammar = engine.grammar(config.phrase_list)  # a bad phrase list fails here, not at first audio
                 continue
             if "eof" in obj:
-                segments = [] if session is None else await session.finish()
-                await _bounded(ws.send_json(result_message(segments, config.words)), settings)
-                await _bounded(ws.close(1000), settings)
+                await _finish(ws, session, config, settings, 1000)
                 return session
             raise BadField('unknown message: send {"config": {...}}, binary PCM audio, or {"eof": 1}')
         if len(data) > settings.max_message_bytes:
             raise UploadTooLarge(f"a message of {len(data)} bytes is over the limit of {settings.max_message_bytes}: "
                                  f"send smaller chunks (0.1-0.5 s of audio each is typical)")
+        last_audio = time.monotonic()
         if session is None:
             session = engine.session(config.sample_rate, engine.hotwords(config.hotwords), grammar)
         segments, partial = await session.accept(data)
@@ -155,6 +197,6 @@ async def stream(ws: WebSocket, engine: EngineDep, settings: SettingsDep) -> Non
     except Exception as e:
         code = await close_websocket(ws, e)
     finally:
-        engine.metrics.requests.labels(endpoint=ENDPOINT, status=str(code)).inc()
+        engine.metrics.requests.labels(endpoint=ENDPOINT, status=close_label(code)).inc()
     if session is not None:
         engine.metrics.observe(ENDPOINT, session.seconds, session.processing)

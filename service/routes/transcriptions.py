@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from model.formats import full_text, to_srt, to_vtt
 from ..deps import ApiKey, EngineDep, SettingsDep
 from ..errors import BadField, IdleTimeout, UploadTooLarge
 from ..recognizer import Transcription
+from ..settings import Settings
 
 router = APIRouter(dependencies=[ApiKey])
 
@@ -107,14 +109,17 @@ def _text(form: FormData, name: str) -> str:
     return values[-1] if values else ""
 
 
-def _limited(receive: Receive, max_bytes: int, idle_timeout: float) -> Receive:
-    """``receive`` that raises ``UploadTooLarge`` once the body passes ``max_bytes``, before storing more,
-    and ``IdleTimeout`` when no data comes for ``idle_timeout`` seconds.
+def _limited(receive: Receive, settings: Settings) -> Receive:
+    """``receive`` that raises ``UploadTooLarge`` once the body passes ``max_upload_bytes``, before storing more,
+    and ``IdleTimeout`` when no data comes for ``idle_timeout`` seconds or, once that long has passed, the
+    body has arrived at fewer than ``min_upload_rate`` bytes per second on average.
 
-    Without the second bound a client that stops sending mid-body holds its request slot for as
-    long as it keeps the connection open: uvicorn has no timeout on reading a request body.
+    Without these bounds a client that stops sending mid-body, or sends a byte now and then, holds its
+    request slot for as long as it keeps the connection open: uvicorn has no timeout on reading a body.
     """
+    max_bytes, idle_timeout, min_rate = settings.max_upload_bytes, settings.idle_timeout, settings.min_upload_rate
     seen = 0
+    started = time.monotonic()
 
     async def limited() -> Message:
         nonlocal seen
@@ -128,13 +133,19 @@ def _limited(receive: Receive, max_bytes: int, idle_timeout: float) -> Receive:
             if seen > max_bytes:
                 raise UploadTooLarge(f"the upload is larger than {max_bytes} bytes: send a shorter or more "
                                      f"compressed file (the server's limit is EDGESCRIBE_MAX_UPLOAD_BYTES)", "file")
+            elapsed = time.monotonic() - started
+            if min_rate and elapsed > idle_timeout and seen < min_rate * elapsed and message.get("more_body"):
+                raise IdleTimeout(f"the upload is arriving at {seen / elapsed:.0f} bytes/s, under the floor of "
+                                  f"{min_rate}: send it faster (the server's limit is EDGESCRIBE_MIN_UPLOAD_RATE)",
+                                  "file")
         return message
 
     return limited
 
 
 @contextlib.asynccontextmanager
-async def read_form(request: Request, max_bytes: int, idle_timeout: float) -> AsyncIterator[FormData]:
+async def read_form(request: Request, settings: Settings) -> AsyncIterator[FormData]:
+    max_bytes = settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > max_bytes:
         raise UploadTooLarge(f"the upload is {declared} bytes, more than the limit of {max_bytes}: send a shorter "
@@ -142,7 +153,7 @@ async def read_form(request: Request, max_bytes: int, idle_timeout: float) -> As
     if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise BadField("send the request as multipart/form-data with the audio in a part named 'file'", "file")
     try:
-        form = await Request(request.scope, _limited(request.receive, max_bytes, idle_timeout)).form(
+        form = await Request(request.scope, _limited(request.receive, settings)).form(
             max_files=1, max_fields=MAX_FORM_FIELDS)
     except StarletteHTTPException as e:  # Starlette's word for a malformed multipart body
         raise BadField(f"the multipart body is malformed: {e.detail}") from e
@@ -161,7 +172,7 @@ async def _disconnected(receive: Receive) -> None:
 @router.post("/v1/audio/transcriptions", openapi_extra=_FORM_SCHEMA, response_model=None)
 async def create_transcription(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
     with engine.requests.hold():  # refuse (503) before reading a byte of the upload
-        async with read_form(request, settings.max_upload_bytes, settings.idle_timeout) as form:
+        async with read_form(request, settings) as form:
             params = TranscriptionParams.from_form(form)
             hotwords = engine.hotwords(params.prompt.split())
             grammar = engine.grammar(params.phrase_list)
