@@ -7,6 +7,10 @@ Reads ../shared/data (never writes there) and writes manifests with absolute aud
   model selection never looks at a test set.
 - asterisk_heldout.jsonl: the other 20% of the Asterisk prompts, for honest scoring (the issue
   trains on the prompts, so scoring on all of them would score training data).
+- vctk.jsonl, grid.jsonl, wakewords.jsonl (issue 11): the newer sets, each in its own manifest so the
+  recipe can weight them (GRID and the wake words teach a few phrases from many takes: low weights).
+  Every tenth VCTK sentence goes to valid_vctk.jsonl instead: open read speech to watch, apart from
+  valid.jsonl, whose figures stay comparable with earlier runs.
 LibriSpeech dev is never read here.
 """
 
@@ -49,7 +53,13 @@ def main() -> None:
     for r in rows(data / "asterisk-prompts" / "all.jsonl"):
         if r["text"].strip():
             (held if asterisk_heldout(r["audio"]) else train).append(r)
-    for name, rs in (("train", train), ("valid", valid), ("asterisk_heldout", held)):
+    vctk, valid_vctk = [], []
+    for i, r in enumerate(rows(data / "vctk-p239" / "train.jsonl")):
+        (valid_vctk if i % 10 == 0 else vctk).append(r)
+    grid = list(rows(data / "grid-s1" / "train.jsonl"))
+    wake = list(rows(data / "picovoice-wakewords" / "train.jsonl"))
+    for name, rs in (("train", train), ("valid", valid), ("asterisk_heldout", held), ("vctk", vctk),
+                     ("valid_vctk", valid_vctk), ("grid", grid), ("wakewords", wake)):
         with (out / f"{name}.jsonl").open("w", encoding="utf-8") as f:
             for r in rs:
                 f.write(json.dumps(r) + "\n")

@@ -57,6 +57,9 @@ class AugmentConfig:
         return AugmentConfig(speed=False, specaugment=False, noise=False, gain=False, reverb=False)
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     train: tuple[str, ...]  # manifests, "a.jsonl" or "a.jsonl:WEIGHT" (oversampling)
@@ -76,6 +79,9 @@ class TrainConfig:
     grad_clip: float = 5.0  # RNN gradients spike on long utterances; clipping keeps one batch from undoing many
     seed: int = 0
     threads: int = 2  # torch intra-op threads in the training process
+    # "bf16": the network's forward (and so its backward) under bfloat16 autocast, the CTC loss and the
+    # weights in fp32. ~1.4x faster per step on CPUs with AVX512-BF16 or AMX; "fp32" elsewhere.
+    precision: str = "fp32"
     workers: int = 1  # data-loading processes; one keeps decoding off the training cores' critical path
     cache: bool = False  # keep decoded audio in memory across epochs (int16: 115 MB per hour)
     log_every: int = 10  # steps between metrics.jsonl rows
@@ -100,6 +106,8 @@ class TrainConfig:
             raise ValueError("epochs must be at least 1")
         if self.max_utterance_seconds > self.max_batch_seconds:
             raise ValueError("max_utterance_seconds cannot exceed max_batch_seconds")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         for name in ("log_every", "valid_every", "checkpoint_every", "keep_checkpoints", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
@@ -200,6 +208,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         g.add_argument(_flag(name), type=typ, help=f"{text} (default {default(name)})")
     g.add_argument("--codec", choices=("fp32", "int8", "kmeans4"), help=f"export codec (default {default('codec')})")
+    g.add_argument("--precision", choices=PRECISIONS,
+                   help=f"arithmetic of the forward and backward passes (default {default('precision')})")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction, help="show a progress bar")
 
     g = _Group(parser.add_argument_group("model size"))

@@ -141,15 +141,21 @@ def validate(network: Network, valid: ValidSet, vocab: Vocabulary, device: torch
     return corpus_error_rates(valid.texts, [hyps[i] for i in range(len(valid.texts))])
 
 
-def ctc_loss(network: torch.nn.Module, batch: Batch, device: torch.device, fill: torch.Tensor) -> torch.Tensor:
-    """Mean over utterances of the summed CTC loss; an all-skipped batch gives a zero loss with gradients."""
+def ctc_loss(network: torch.nn.Module, batch: Batch, device: torch.device, fill: torch.Tensor,
+             precision: str = "fp32") -> torch.Tensor:
+    """Mean over utterances of the summed CTC loss; an all-skipped batch gives a zero loss with gradients.
+
+    ``precision="bf16"`` runs the network under bfloat16 autocast; the loss is always computed in fp32
+    (CTC sums thousands of log-probabilities, which bfloat16's 8-bit mantissa would blur).
+    """
     if batch.size == 0:
         # Every rank must take part in DDP's gradient all-reduce, so an empty batch still yields a graph.
         return sum(p.sum() * 0.0 for p in network.parameters())  # type: ignore[return-value]
     feats, lens = add_stream_tail(batch.features.to(device), batch.feature_lengths.to(device), fill)
-    log_probs, out_lens = network(feats, lens)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        log_probs, out_lens = network(feats, lens)
     loss = F.ctc_loss(
-        log_probs.transpose(0, 1),  # (T', B, V), as ctc_loss wants
+        log_probs.float().transpose(0, 1),  # (T', B, V), as ctc_loss wants
         batch.targets.to(device), out_lens, batch.target_lengths.to(device),
         blank=0, reduction="sum", zero_infinity=True,
     )
@@ -305,7 +311,7 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_af
             raise ValueError("the training data makes no batches in this epoch")
         for batch in loader:
             epoch_skips.update(batch.skipped)
-            loss = ctc_loss(model, batch, ctx.device, network.feat_mean)
+            loss = ctc_loss(model, batch, ctx.device, network.feat_mean, cfg.precision)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             norm = torch.nn.utils.clip_grad_norm_(network.parameters(), cfg.grad_clip)
