@@ -26,14 +26,40 @@ def _mel(freq: torch.Tensor | float) -> torch.Tensor | float:
     return 1127.0 * math.log1p(freq / 700.0)
 
 
-def mel_banks(cfg: FeatureConfig, fft_size: int) -> torch.Tensor:
-    """Kaldi's triangular mel filters: (num_mel_bins, fft_size // 2 + 1), zero at the Nyquist bin."""
+def _inverse_mel(mel: torch.Tensor) -> torch.Tensor:
+    return 700.0 * torch.expm1(mel / 1127.0)
+
+
+# Kaldi's VTLN cut-offs: the warp is linear between them and bends to keep low_freq and high_freq fixed.
+VTLN_LOW, VTLN_HIGH = 100.0, -500.0  # Hz; a negative high cut-off is relative to the Nyquist frequency
+
+
+def vtln_warp(freq: torch.Tensor, factor: float, low: float, high: float, nyquist: float) -> torch.Tensor:
+    """Kaldi's piecewise-linear VTLN frequency warp (VtlnWarpFreq): f -> f / factor in the middle."""
+    lo = VTLN_LOW * max(1.0, factor)
+    hi = (nyquist + VTLN_HIGH) * min(1.0, factor)
+    scale = 1.0 / factor
+    f_lo, f_hi = scale * lo, scale * hi
+    left = low + (f_lo - low) / (lo - low) * (freq - low)
+    right = high + (high - f_hi) / (high - hi) * (freq - high)
+    return torch.where(freq < lo, left, torch.where(freq < hi, scale * freq, right))
+
+
+def mel_banks(cfg: FeatureConfig, fft_size: int, warp: float = 1.0) -> torch.Tensor:
+    """Kaldi's triangular mel filters: (num_mel_bins, fft_size // 2 + 1), zero at the Nyquist bin.
+
+    ``warp`` != 1 moves the filters' edges by Kaldi's VTLN warp (training-time vocal-tract-length
+    perturbation); 1 gives the plain filters, bit for bit.
+    """
     nyquist = cfg.sample_rate / 2
     high = cfg.high_freq if cfg.high_freq > 0 else nyquist + cfg.high_freq
     mel_low, mel_high = _mel(cfg.low_freq), _mel(high)
     delta = (mel_high - mel_low) / (cfg.num_mel_bins + 1)
     bins = torch.arange(cfg.num_mel_bins, dtype=torch.float64).unsqueeze(1)
     left, center, right = mel_low + bins * delta, mel_low + (bins + 1) * delta, mel_low + (bins + 2) * delta
+    if warp != 1.0:
+        left, center, right = (_mel(vtln_warp(_inverse_mel(m), warp, cfg.low_freq, high, nyquist))
+                               for m in (left, center, right))
     freqs = torch.arange(fft_size // 2, dtype=torch.float64) * cfg.sample_rate / fft_size
     mel = _mel(freqs).unsqueeze(0)  # (1, fft_size // 2)
     up = (mel - left) / (center - left)
@@ -57,8 +83,16 @@ class FbankExtractor:
             return 0
         return 1 + (num_samples - self.cfg.window_size) // self.cfg.window_shift
 
-    def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(num_samples,) float -> (num_frames, num_mel_bins) log-mel energies."""
+    def warped_banks(self, warp: float) -> torch.Tensor:
+        """The filters warped by ``warp`` (cached per factor: training draws from a short list of them)."""
+        key = round(warp, 4)
+        cache = self.__dict__.setdefault("_warped", {})
+        if key not in cache:
+            cache[key] = mel_banks(self.cfg, self.fft_size, key)
+        return cache[key]
+
+    def __call__(self, waveform: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
+        """(num_samples,) float -> (num_frames, num_mel_bins) log-mel energies (``warp``: VTLP, training only)."""
         if waveform.dim() != 1:
             raise ValueError(f"expected a 1-D waveform, got shape {tuple(waveform.shape)}")
         n = self.num_frames(waveform.numel())
@@ -70,7 +104,8 @@ class FbankExtractor:
         prev = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
         frames = (frames - self.cfg.preemphasis * prev) * self.window
         spectrum = torch.fft.rfft(frames, n=self.fft_size).abs().pow(2)  # (T, fft/2+1)
-        mel = spectrum @ self.banks.T  # (T, num_mel_bins)
+        banks = self.banks if warp == 1.0 else self.warped_banks(warp)
+        mel = spectrum @ banks.T  # (T, num_mel_bins)
         return mel.clamp_min(self.cfg.energy_floor).log()
 
 

@@ -10,6 +10,7 @@ import json
 import random
 import shutil
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -360,3 +361,82 @@ def test_a_bf16_step_matches_the_fp32_loss_and_gradients(fixtures_dir):
     assert abs(loss16 - loss32) <= 0.01 * abs(loss32), (loss32, loss16)
     assert float(torch.nn.functional.cosine_similarity(grad32, grad16, dim=0)) > 0.99
     assert not torch.equal(grad32, grad16)  # autocast really ran: bf16 arithmetic differs somewhere
+
+
+@pytest.mark.parametrize("kind", ["vtlp", "eq", "babble", "lossy"])
+def test_speaker_and_channel_augmentations_are_seeded_and_draw_nothing_when_off(fixtures_dir, kind):
+    """Issue 11's levers: off (the default), they change nothing and draw no random numbers, so the
+    recorded runs replay exactly; on, the same seed gives the same result and the audio changes."""
+    from model.audio import load_audio
+    from model.training.data import SpeechDataset
+
+    items, _ = load_utterances([str(fixtures_dir / "tiny.jsonl")], Vocabulary(), FeatureConfig())
+    plain = SpeechDataset(items, FeatureConfig(), AugmentConfig().disabled())
+    on = SpeechDataset(items, FeatureConfig(), replace(AugmentConfig().disabled(), **{kind: True, f"{kind}_prob": 1.0}))
+    assert torch.equal(plain[(0, 3)].features, SpeechDataset(items, FeatureConfig())[0].features)
+    first, again = on[(0, 3)].features, on[(0, 3)].features
+    assert torch.equal(first, again)
+    assert first.shape == plain[(0, 3)].features.shape and not torch.equal(first, plain[(0, 3)].features)
+    wave = load_audio(fixtures_dir / "utt02.flac")
+    rng = np.random.default_rng(9)
+    assert np.array_equal(augment.augment_waveform(wave, AugmentConfig().disabled(), rng, talkers=plain.talkers), wave)
+    assert augment.vtlp_factor(AugmentConfig().disabled(), rng) == 1.0
+    assert rng.random() == np.random.default_rng(9).random()  # nothing was drawn
+
+
+def test_vtlp_warps_the_filterbank_and_leaves_it_exact_at_one():
+    from model.features import FbankExtractor, mel_banks
+
+    cfg = FeatureConfig()
+    extractor = FbankExtractor(cfg)
+    assert torch.equal(mel_banks(cfg, extractor.fft_size, 1.0), extractor.banks)
+    peaks = {w: mel_banks(cfg, extractor.fft_size, w).argmax(dim=1).float() for w in (0.9, 1.0, 1.1)}
+    middle = slice(10, 70)  # away from the fixed ends of the warp
+    assert (peaks[0.9][middle] > peaks[1.0][middle]).all() and (peaks[1.1][middle] < peaks[1.0][middle]).all()
+    wave = torch.randn(16000) * 0.1
+    assert torch.equal(extractor(wave), extractor(wave, 1.0)) and not torch.equal(extractor(wave), extractor(wave, 1.1))
+
+
+@pytest.mark.parametrize("codec", ["opus", "mp3", "telephone"])
+def test_codec_round_trips_keep_length_and_alignment(fixtures_dir, codec):
+    from model.audio import load_audio
+
+    wave = load_audio(fixtures_dir / "utt02.flac")
+    out = augment.codec_round_trip(wave, codec, 16)
+    assert out.shape == wave.shape and out.dtype == np.float32
+    assert np.corrcoef(wave, out)[0, 1] > 0.95  # the same speech, not shifted by the codec's delay
+    assert not np.array_equal(out, wave)
+
+
+def test_babble_and_colouring_keep_their_levels(fixtures_dir):
+    from model.audio import load_audio
+
+    wave = load_audio(fixtures_dir / "utt02.flac")
+    other = load_audio(fixtures_dir / "utt01.flac")
+    mixed = augment.add_babble(wave, [other, other[::-1].copy()], 12.0)
+    snr = 10 * np.log10(np.mean(wave.astype(np.float64) ** 2) / np.mean((mixed - wave).astype(np.float64) ** 2))
+    assert mixed.shape == wave.shape and snr == pytest.approx(12.0, abs=0.05)
+    coloured = augment.colour(wave, 8.0, np.random.default_rng(0))
+    assert np.mean(coloured.astype(np.float64) ** 2) == pytest.approx(np.mean(wave.astype(np.float64) ** 2), rel=1e-3)
+    assert not np.allclose(coloured, wave, atol=1e-3)
+
+
+def test_measured_room_responses_are_used_for_reverberation(fixtures_dir, tmp_path):
+    import wave as wavfile
+
+    from model.audio import load_audio
+
+    rir = np.zeros(4000)
+    rir[100], rir[900], rir[2500] = 0.8, 0.3, -0.2  # a silent lead-in, the direct path, two echoes
+    with wavfile.open(str(tmp_path / "room.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes((rir * 32767).astype("<i2").tobytes())
+    rooms = augment.load_rirs(str(tmp_path))
+    assert len(rooms) == 1 and rooms[0][0] == 1.0 and rooms[0].size == 3900  # starts at the direct path
+    wave = load_audio(fixtures_dir / "utt02.flac")
+    cfg = replace(AugmentConfig().disabled(), reverb=True, reverb_prob=1.0, reverb_rirs=str(tmp_path))
+    outs = {augment.augment_waveform(wave, cfg, np.random.default_rng(s), rooms=rooms).tobytes() for s in range(8)}
+    assert augment.reverberate(wave, rooms[0]).tobytes() in outs  # some utterances got the measured room
+    assert len(outs) > 1  # and some a synthetic one

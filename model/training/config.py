@@ -15,6 +15,9 @@ from typing import Any
 
 from ..config import NetworkConfig, to_dict
 
+# Every switchable kind of augmentation, as its AugmentConfig field (and --KIND / --KIND-prob flag).
+AUGMENTATIONS = ("speed", "specaugment", "noise", "gain", "reverb", "vtlp", "eq", "babble", "lossy")
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -42,19 +45,49 @@ class AugmentConfig:
     reverb_prob: float = 0.3
     reverb_rt60: tuple[float, float] = (0.2, 0.8)  # seconds: furnished living room to bare hall
     reverb_drr_db: tuple[float, float] = (0.0, 12.0)  # direct-to-reverberant ratio: 3 m away to close by
+    # A folder of measured room impulse responses (*.wav); when given, half the reverberated utterances
+    # use one of them instead of a synthetic response (scripts/fetch_rirs.sh extracts four real rooms).
+    reverb_rirs: str | None = None
+    # Issue 11's speaker and channel levers, all off by default for the same reason as reverb.
+    # Vocal-tract-length perturbation (Jaitly & Hinton 2013): the filterbank's frequency axis is warped
+    # by a factor per utterance, Kaldi's piecewise-linear VTLN warp, as if the vocal tract were longer
+    # or shorter. Applied in the features, so it costs nothing on the waveform.
+    vtlp: bool = False
+    vtlp_prob: float = 0.5
+    vtlp_range: tuple[float, float] = (0.9, 1.1)  # typical adult speakers span about +-10%
+    # Microphone colouring: a smooth random gain curve over frequency (cheap microphones, laptop and
+    # phone responses), up to eq_db of boost or cut at its control points.
+    eq: bool = False
+    eq_prob: float = 0.5
+    eq_db: float = 8.0
+    # Other talkers: 1-3 other training utterances mixed in below the speech, as babble.
+    babble: bool = False
+    babble_prob: float = 0.2
+    babble_snr_db: tuple[float, float] = (8.0, 25.0)  # babble must stay below the talker to be noise
+    babble_talkers: tuple[int, int] = (1, 3)
+    # A lossy round trip like the real sets' (Opus at 16-48 kbit/s, MP3, 8 kHz telephone band with mu-law).
+    lossy: bool = False
+    lossy_prob: float = 0.3
+    lossy_kbps: tuple[int, int] = (16, 48)
 
     def __post_init__(self) -> None:
         for name in ("speed_prob", "specaugment_prob", "noise_prob", "gain_prob", "reverb_prob",
-                     "time_mask_max_fraction"):
+                     "time_mask_max_fraction", "vtlp_prob", "eq_prob", "babble_prob", "lossy_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1]")
         if any(f <= 0 for f in self.speed_factors):
             raise ValueError("speed factors must be positive")
         if not 0.0 < self.reverb_rt60[0] <= self.reverb_rt60[1]:
             raise ValueError("reverb_rt60 must be a positive (low, high) range in seconds")
+        if not 0.5 <= self.vtlp_range[0] <= self.vtlp_range[1] <= 2.0:
+            raise ValueError("vtlp_range must be a (low, high) warp factor range within [0.5, 2]")
+        if not 1 <= self.babble_talkers[0] <= self.babble_talkers[1]:
+            raise ValueError("babble_talkers must be a (low, high) range of at least one talker")
+        if not 6 <= self.lossy_kbps[0] <= self.lossy_kbps[1] <= 320:
+            raise ValueError("lossy_kbps must be a (low, high) bitrate range within 6-320 kbit/s")
 
     def disabled(self) -> AugmentConfig:
-        return AugmentConfig(speed=False, specaugment=False, noise=False, gain=False, reverb=False)
+        return AugmentConfig(**{name: False for name in AUGMENTATIONS})
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -223,7 +256,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, help=f"dropout between depth steps (default {n.dropout})")
 
     g = _Group(parser.add_argument_group("augmentation"))
-    for name in ("speed", "specaugment", "noise", "gain", "reverb"):
+    g.add_argument("--reverb-rirs", metavar="DIR",
+                   help="measured room impulse responses (*.wav) for --reverb, used for half of it (default: "
+                   "synthetic rooms only)")
+    for name in AUGMENTATIONS:
         g.add_argument("--" + name, action=argparse.BooleanOptionalAction,
                        help=f"switch {name} augmentation (default {getattr(a, name)})")
         g.add_argument(f"--{name}-prob", type=float,
@@ -251,8 +287,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
             continue
         _place(data, key, value)
     if getattr(args, "no_augment", False):
-        data["augment"].update({"speed": False, "specaugment": False, "noise": False, "gain": False,
-                                "reverb": False})
+        data["augment"].update({name: False for name in AUGMENTATIONS})
     for key in ("train", "valid"):
         if key in data and isinstance(data[key], str):
             data[key] = [data[key]]

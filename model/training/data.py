@@ -23,7 +23,7 @@ from ..config import FeatureConfig
 from ..features import FbankExtractor
 from ..network import output_lengths
 from ..tokens import Vocabulary, normalize_text
-from .augment import augment_waveform, spec_augment
+from .augment import augment_waveform, load_rirs, spec_augment, vtlp_factor
 from .config import AugmentConfig
 from .manifest import ManifestError, parse_manifest_arg, read_manifest
 
@@ -183,6 +183,19 @@ class SpeechDataset:
             self._audio[index] = None if wave is None else to_pcm16(wave)
         return wave
 
+    def rooms(self) -> list[np.ndarray] | None:
+        """The measured impulse responses of ``augment.reverb_rirs``, read once per process."""
+        if self.augment is None or not self.augment.reverb_rirs:
+            return None
+        if "_rooms" not in self.__dict__:
+            self._rooms = load_rirs(self.augment.reverb_rirs, self.extractor.cfg.sample_rate)
+        return self._rooms
+
+    def talkers(self, rng: np.random.Generator, count: int) -> list[np.ndarray]:
+        """``count`` other training utterances, drawn by ``rng`` (babble); unreadable ones are left out."""
+        picks = rng.integers(0, len(self.items), size=count)
+        return [w for w in (self.waveform(int(i)) for i in picks) if w is not None]
+
     def __getitem__(self, key: int | tuple[int, int]) -> Example | Skipped:
         index, seed = (key, None) if isinstance(key, int) else key
         item = self.items[index]
@@ -190,12 +203,15 @@ class SpeechDataset:
         if wave is None or wave.size == 0:
             return Skipped("unreadable_audio", item.audio)
         rng = np.random.default_rng(seed) if seed is not None and self.augment else None
+        warp = 1.0
         if rng is not None:
-            wave = augment_waveform(wave, self.augment, rng, self.extractor.cfg.sample_rate)
+            wave = augment_waveform(wave, self.augment, rng, self.extractor.cfg.sample_rate, self.talkers,
+                                    self.rooms())
+            warp = vtlp_factor(self.augment, rng)
         seconds = wave.size / self.extractor.cfg.sample_rate
         pad = flush_padding(wave.size, self.extractor.cfg)
         wave = np.concatenate([wave, np.zeros(pad, np.float32)]) if pad else wave
-        feats = self.extractor(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)))
+        feats = self.extractor(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32)), warp)
         if rng is not None:
             feats = spec_augment(feats, self.augment, rng)
         if ctc_min_frames(item.tokens) > int(output_lengths(torch.tensor(feats.shape[0]))):
