@@ -110,12 +110,12 @@ def _bad_manifest(fixtures_dir: Path, tmp_path: Path) -> Path:
 def test_bad_utterances_are_skipped_counted_and_reported_per_epoch(fixtures_dir, tmp_path):
     manifest = _bad_manifest(fixtures_dir, tmp_path)
     items, skipped = load_utterances([str(manifest)], Vocabulary(), FeatureConfig())
-    assert skipped == Counter(empty_text=1, unknown_chars=1, text_too_long=1)
+    assert skipped == Counter(empty_text=1, unknown_chars=1, text_too_long=1, missing_audio=1)
     assert [u.text for u in items[:2]] == ["hello world", "turn on the light"]
 
     ds = SpeechDataset(items, FeatureConfig())
     reasons = [ex.reason if isinstance(ex, Skipped) else "ok" for ex in (ds[i] for i in range(len(ds)))]
-    assert reasons == ["ok", "ok", "unreadable_audio", "unreadable_audio", "text_too_long"]
+    assert reasons == ["ok", "ok", "unreadable_audio", "text_too_long"]
 
     out = tmp_path / "run"
     cfg = tiny_config(fixtures_dir, out, train=(str(manifest),), valid=(), epochs=2, max_steps=None,
@@ -124,8 +124,20 @@ def test_bad_utterances_are_skipped_counted_and_reported_per_epoch(fixtures_dir,
     assert result.export is not None and result.export.path.exists()
     ends = [r for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r.get("epoch_end")]
     assert [r["epoch"] for r in ends] == [0, 1]
-    expected = {"empty_text": 1, "unknown_chars": 1, "text_too_long": 2, "unreadable_audio": 2}
+    expected = {"empty_text": 1, "unknown_chars": 1, "text_too_long": 2, "missing_audio": 1, "unreadable_audio": 1}
     assert all(r["skipped"] == expected for r in ends)
+
+
+def test_a_manifest_whose_audio_is_mostly_missing_is_refused_naming_a_path(fixtures_dir, tmp_path):
+    """A manifest copied away from its audio (relative paths) once trained a run on nothing but its
+    other manifests for an epoch, reported only at the epoch's end: now it is refused at the start."""
+    from model.training.manifest import ManifestError
+
+    rows = [{"audio": f"audio/u{i}.flac", "text": "hello", "duration": 1.0} for i in range(4)]
+    path = tmp_path / "moved.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ManifestError, match=r"4 of 4 audio files do not exist .*audio/u0\.flac"):
+        load_utterances([str(path)], Vocabulary(), FeatureConfig())
 
 
 def test_edit_distance_matches_a_plain_dynamic_programme():

@@ -35,7 +35,11 @@ SKIP_REASONS = {
     "too_long_audio": "longer than max_utterance_seconds",
     "text_too_long": "transcript too long for the audio (CTC cannot align it)",
     "unreadable_audio": "audio file missing or undecodable",
+    "missing_audio": "audio file not found when the manifest was read",
 }
+# A manifest with more of its audio missing than this is refused: its paths are almost certainly
+# wrong (say, a copy of a manifest whose paths are relative to another folder), not a few lost files.
+MAX_MISSING_FRACTION = 0.5
 
 
 # The decoders' own 16-bit scale: 16-bit sources (WAV, FLAC) survive the cache bit-exactly.
@@ -86,11 +90,16 @@ def load_utterances(
     skipped: Counter = Counter()
     for spec in specs:
         path, weight = parse_manifest_arg(spec)
-        kept = 0
+        kept = missing = seen = 0
         unknown: Counter = Counter()
         for utt in read_manifest(path):
             if limit is not None and kept >= limit:
                 break
+            seen += 1
+            if not utt.audio.exists():
+                missing += 1
+                skipped["missing_audio"] += 1
+                continue
             text = normalize_text(utt.text)
             if not text:
                 skipped["empty_text"] += 1
@@ -112,9 +121,16 @@ def load_utterances(
         if unknown:
             shown = "".join(sorted(unknown, key=lambda c: -unknown[c])[:20])
             log.warning("%s: skipped utterances with characters outside the vocabulary: %r", path, shown)
+        if missing > MAX_MISSING_FRACTION * seen:
+            raise ManifestError(f"{path}: {missing} of {seen} audio files do not exist (the first expected at "
+                                f"{_first_missing(path)}): are its paths relative to another folder?")
         if kept == 0:
             raise ManifestError(f"{path}: no usable utterances")
     return items, skipped
+
+
+def _first_missing(path: Path) -> str:
+    return next((str(u.audio) for u in read_manifest(path) if not u.audio.exists()), "?")
 
 
 def describe_skips(skipped: Counter) -> str:
