@@ -22,27 +22,54 @@ CANDIDATES=(
   "gru256x8-shared:--hidden 256 --depth 8 --shared"
 )
 
-# 1. Frozen data: real speech (the newer sets at low weight) and the hibari corpus as it is now.
+# 1. Frozen data: real speech (the newer sets at low weight) and the hibari corpus as it is now, with
+#    audio paths made absolute (a manifest's relative paths are relative to its own folder).
 for m in real/train real/vctk real/grid real/wakewords real/valid real/valid_vctk synth-hibari/train; do
-  [ -e "$ARCH/data/${m//\//-}.jsonl" ] || cp "$DATA/$m.jsonl" "$ARCH/data/${m//\//-}.jsonl"
+  frozen="$ARCH/data/${m//\//-}.jsonl"
+  [ -e "$frozen" ] || python3 scripts/freeze_manifest.py "$DATA/$m.jsonl" "$frozen"
 done
 train=(--train "$ARCH/data/real-train.jsonl:3" --train "$ARCH/data/real-vctk.jsonl:2"
        --train "$ARCH/data/real-grid.jsonl:0.3" --train "$ARCH/data/real-wakewords.jsonl:0.3"
        --train "$ARCH/data/synth-hibari-train.jsonl")
 valid=(--valid "$ARCH/data/real-valid.jsonl" --valid "$ARCH/data/real-valid_vctk.jsonl")
 
-# 2. Steps per candidate for an equal CPU-time budget.
+# 2. Steps per candidate for an equal CPU-time budget: the reference (first) candidate's whole training
+#    step is measured (scripts/bench_train.py: loader and all); the others get its step count scaled by
+#    their network time relative to it, the minimum of 6 repeats of forward + backward of one batch
+#    (bf16, 1 thread). A minimum is robust to other work on the machine; whole-step measurements of
+#    each candidate were not (under load an 8-step model once measured faster than a 4-step one).
 if [ ! -e "$ARCH/steps.txt" ]; then
-  : > "$ARCH/steps.tmp"
-  for c in "${CANDIDATES[@]}"; do
-    name=${c%%:*}; flags=${c#*:}
-    # shellcheck disable=SC2086
-    python3 scripts/bench_train.py "${train[@]}" --steps 20 --configs bf16:1x1 \
-      --json "$ARCH/speed-$name.json" --extra $flags --cache
-    speed=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['bf16:1x1'])" "$ARCH/speed-$name.json")
-    steps=$(python3 -c "print(int($BUDGET_MINUTES * 60 * $speed / $BATCH_SECONDS))")
-    echo "$name $steps $speed" >> "$ARCH/steps.tmp"
-  done
+  ref=${CANDIDATES[0]%%:*}
+  # shellcheck disable=SC2086
+  python3 scripts/bench_train.py "${train[@]}" --steps 20 --configs bf16:1x1 \
+    --json "$ARCH/speed-$ref.json" --extra ${CANDIDATES[0]#*:} --cache
+  python3 - "$ARCH" "$BUDGET_MINUTES" "$BATCH_SECONDS" "${CANDIDATES[@]}" > "$ARCH/steps.tmp" <<'PY'
+import json, sys, time
+import torch
+from model.config import NetworkConfig
+from model.network import Network
+arch, budget, batch_seconds, candidates = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), sys.argv[4:]
+torch.set_num_threads(1)
+x, lens = torch.randn(16, 600, 80), torch.full((16,), 600)
+def cost(flags: str) -> float:
+    words = flags.split()
+    kw = {"hidden": int(words[words.index("--hidden") + 1]), "depth": int(words[words.index("--depth") + 1]),
+          "shared": "--no-shared" not in words}
+    net, times = Network(NetworkConfig(**kw)), []
+    for _ in range(6):
+        t = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            lp, _ = net(x, lens)
+        lp.float().sum().backward()
+        times.append(time.perf_counter() - t)
+    return min(times)
+names = [c.split(":", 1)[0] for c in candidates]
+costs = [cost(c.split(":", 1)[1]) for c in candidates]
+speed = json.load(open(f"{arch}/speed-{names[0]}.json"))["bf16:1x1"]
+ref_steps = int(budget * 60 * speed / batch_seconds)
+for name, c in zip(names, costs):
+    print(f"{name} {int(ref_steps * costs[0] / c)} {c:.3f}")
+PY
   mv "$ARCH/steps.tmp" "$ARCH/steps.txt"
 fi
 
