@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Which speaker and channel levers help (issue 11): from one common starting model, the same steps on
+# the same frozen data and seed, once without any lever and once with each one alone, then all the
+# levers together; each scored greedy on both validation sets. Equal steps, so equal compute.
+#   DATA=/work/data   INIT=the common start (default: the reference architecture run's model-fp32.esm)
+#   STEPS=600         steps per arm (bf16, 1 thread: ~10 minutes each here)
+# Idempotent: a finished arm (its model.esm) is skipped; a killed one resumes.
+set -euo pipefail
+DATA=${DATA:-/work/data}
+ARCH="$DATA/runs/arch"
+INIT=${INIT:-$ARCH/gru256x4-shared/model-fp32.esm}
+STEPS=${STEPS:-600}
+OUT="$DATA/runs/levers"
+cd "$(dirname "$0")/.."
+[ -d "$DATA/rirs" ] || scripts/fetch_rirs.sh "$DATA/rirs"
+train=(--train "$ARCH/data/real-train.jsonl:3" --train "$ARCH/data/real-vctk.jsonl:2"
+       --train "$ARCH/data/real-grid.jsonl:0.3" --train "$ARCH/data/real-wakewords.jsonl:0.3"
+       --train "$ARCH/data/synth-hibari-train.jsonl")
+ARMS=(
+  "none:"
+  "vtlp:--vtlp --vtlp-prob 0.5"
+  "eq:--eq --eq-prob 0.5"
+  "babble:--babble --babble-prob 0.2"
+  "lossy:--lossy --lossy-prob 0.3"
+  "rooms:--reverb --reverb-prob 0.3 --reverb-rirs $DATA/rirs"
+  "all:--vtlp --eq --babble --lossy --reverb --reverb-rirs $DATA/rirs"
+)
+for arm in "${ARMS[@]}"; do
+  name=${arm%%:*}; flags=${arm#*:}
+  [ -e "$OUT/$name/model.esm" ] && continue
+  # shellcheck disable=SC2086
+  python3 -m edgescribe.cli train --init "$INIT" "${train[@]}" --valid "$ARCH/data/real-valid.jsonl" \
+    --out "$OUT/$name" --max-steps "$STEPS" --warmup-steps 50 --lr 1e-3 --precision bf16 --threads 1 \
+    --workers 1 --cache --no-progress --valid-every "$STEPS" --checkpoint-every 100 --seed 0 --codec fp32 \
+    $flags --resume
+done
+{
+  echo "| lever | valid WER / CER greedy | VCTK held-out WER / CER greedy |"
+  echo "|---|---|---|"
+  for arm in "${ARMS[@]}"; do
+    name=${arm%%:*}
+    python3 -m edgescribe.cli eval --model "$OUT/$name/model.esm" --beam-size 1 --lm none --json \
+      "$ARCH/data/real-valid.jsonl" "$ARCH/data/real-valid_vctk.jsonl" > "$OUT/$name/eval.json"
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['results']; print(f'| {sys.argv[2]} | {r[0][\"wer\"]:.1%} / {r[0][\"cer\"]:.1%} | {r[1][\"wer\"]:.1%} / {r[1][\"cer\"]:.1%} |')" "$OUT/$name/eval.json" "$name"
+  done
+} > "$OUT/table.md"
+cat "$OUT/table.md"
