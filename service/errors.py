@@ -2,7 +2,10 @@
 
 The body has OpenAI's error shape, so OpenAI clients show the message as is::
 
-    {"error": {"message": "...what to change...", "type": "bad_field", "param": "language", "code": 400}}
+    {"error": {"message": "...what to change...", "type": "bad_field", "param": "language", "code": "bad_field"}}
+
+``code`` is a string, as OpenAI's is (or null there); ours repeats ``type``, which already names the
+failure exactly where OpenAI's is a broad class such as "invalid_request_error".
 
 WebSocket close codes are 4000 + the HTTP status of the same failure (4400, 4413, 4503, ...), the
 convention for application codes in the 4000-4999 range; an unexpected error closes with 1011.
@@ -115,7 +118,7 @@ def classify(exc: BaseException) -> Failure:
 def error_body(exc: BaseException, failure: Failure) -> dict:
     message = INTERNAL_MESSAGE if failure is INTERNAL else str(exc)
     return {"error": {"message": message, "type": failure.kind, "param": getattr(exc, "param", None),
-                      "code": failure.status}}
+                      "code": failure.kind}}
 
 
 def _headers(exc: BaseException) -> dict[str, str]:
@@ -175,7 +178,7 @@ def install(app: FastAPI) -> None:
         elif exc.status_code == 405:
             allowed = (exc.headers or {}).get("Allow", "another method")
             message = f"{request.method} is not allowed on {request.url.path}: use {allowed}"
-        body = {"error": {"message": message, "type": kind, "param": None, "code": exc.status_code}}
+        body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -88,7 +88,7 @@ class Settings:
             if base is float and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
             elif not isinstance(value, base) or isinstance(value, bool):
-                raise SettingsError(f"{env_name(f.name)} must be a {base.__name__}, got {value!r}")
+                raise SettingsError(f"{env_name(f.name)} must be {_KINDS[base]}, got {value!r}")
             minimum = f.metadata["minimum"]
             if minimum is not None and value < minimum:
                 raise SettingsError(f"{env_name(f.name)} must be at least {minimum:g}, got {value!r}")
@@ -120,6 +120,9 @@ class Settings:
         return cls(**values)
 
 
+_KINDS = {int: "an integer", float: "a number", str: "a string"}  # the words a message uses for a setting's type
+
+
 def _names(value: str) -> frozenset[str]:
     return frozenset(n.strip().lower().rstrip("/") for n in value.split(",") if n.strip())
 
@@ -146,7 +149,7 @@ def parse_value(name: str, raw: str, hint: Any) -> Any:
     try:
         return base(raw)
     except ValueError:
-        raise SettingsError(f"{env_name(name)} must be a {base.__name__}, got {raw!r}") from None
+        raise SettingsError(f"{env_name(name)} must be {_KINDS[base]}, got {raw!r}") from None
 
 
 def field_types() -> dict[str, tuple[type, bool]]:
