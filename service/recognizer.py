@@ -142,8 +142,9 @@ class Engine:
         return Transcription(segments, counted.samples / self.recognizer.sample_rate,
                              time.perf_counter() - started)
 
-    def session(self, sample_rate: int, hotwords: Sequence[str], grammar: Grammar | None = None) -> Session:
-        return Session(self, sample_rate, hotwords, grammar)
+    def session(self, sample_rate: int, hotwords: Sequence[str], grammar: Grammar | None = None,
+                alternatives: int = 0) -> Session:
+        return Session(self, sample_rate, hotwords, grammar, alternatives)
 
 
 class _CountedChunks:
@@ -191,15 +192,25 @@ class PcmResampler:
 
 
 class Session:
-    """One live stream: its own recognition state and resampler; one inference call at a time."""
+    """One live stream: its own recognition state and resampler; one inference call at a time.
+
+    ``alternatives``: each segment also carries its n best transcripts. A ``reset`` ends the utterance
+    and starts a fresh one (new recognition state and resampler) whose clock goes on from the old one's.
+    """
 
     def __init__(self, engine: Engine, sample_rate: int, hotwords: Sequence[str],
-                 grammar: Grammar | None = None) -> None:
+                 grammar: Grammar | None = None, alternatives: int = 0) -> None:
         self.engine = engine
-        self.stream = engine.recognizer.stream(hotwords, grammar=grammar)
-        rate = engine.recognizer.sample_rate
-        self.resampler = PcmResampler(sample_rate, rate) if sample_rate != rate else None
+        self.sample_rate, self.hotwords, self.grammar, self.alternatives = sample_rate, hotwords, grammar, alternatives
         self.processing = 0.0
+        self._start(0.0)
+
+    def _start(self, start_seconds: float) -> None:
+        rec = self.engine.recognizer
+        self.stream = rec.stream(self.hotwords, grammar=self.grammar, alternatives=self.alternatives,
+                                 start_seconds=start_seconds)
+        rate = rec.sample_rate
+        self.resampler = PcmResampler(self.sample_rate, rate) if self.sample_rate != rate else None
 
     def _accept(self, pcm: bytes) -> tuple[list[Segment], str]:
         started = time.perf_counter()
@@ -220,8 +231,17 @@ class Session:
         """Feed PCM bytes; returns the segments closed at pauses and the open segment's partial text."""
         return await self.engine.run(self._accept, pcm)
 
+    def _reset(self) -> list[Segment]:
+        segments = self._finish()
+        self._start(self.stream.seconds)
+        return segments
+
     async def finish(self) -> list[Segment]:
         return await self.engine.run(self._finish)
+
+    async def reset(self) -> list[Segment]:
+        """The open utterance's last segments; the audio after starts a fresh one on the same clock."""
+        return await self.engine.run(self._reset)
 
     @property
     def seconds(self) -> float:

@@ -66,8 +66,8 @@ def test_page_shows_live_captions_and_file_transcripts(browser, tmp_path, monkey
         heard["seconds"] = self.seconds
         return out
 
-    def spy_result(segments, words):
-        message = result_message(segments, words)
+    def spy_result(segments, config):
+        message = result_message(segments, config)
         if message["text"]:
             finals.append(message["text"])
         return message

@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from edgescribe.cli import main
+from model.audio import RATES
 from service import healthcheck
 from service.settings import Settings, SettingsError, env_name, get_settings
 
@@ -110,3 +111,12 @@ def test_healthcheck_names_a_bad_port_in_words(monkeypatch, capsys):
     monkeypatch.setenv("EDGESCRIBE_PORT", "80a")
     assert healthcheck.main() == 1
     assert capsys.readouterr().err.strip() == "healthcheck: EDGESCRIBE_PORT must be an integer, got '80a'"
+
+
+def test_stream_sample_rate_takes_the_rates_a_stream_may_have():
+    assert Settings().stream_sample_rate == 16000  # the model's rate and the page's, not vosk-server's 8000
+    assert Settings(stream_sample_rate=RATES[0]).stream_sample_rate == 8000
+    assert Settings(stream_sample_rate=RATES[1]).stream_sample_rate == RATES[1]
+    for rate in (RATES[0] - 1, RATES[1] + 1):
+        with pytest.raises(SettingsError, match="EDGESCRIBE_STREAM_SAMPLE_RATE"):
+            Settings(stream_sample_rate=rate)
