@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, TypeVar
@@ -109,13 +110,18 @@ class Engine:
         except GrammarError as e:
             raise BadField(str(e), field) from e
 
-    async def transcribe(self, source: IO[bytes], hotwords: Sequence[str],
-                         abandoned: Awaitable[object], grammar: Grammar | None = None) -> Transcription:
-        """Transcribe a whole file in bounded chunks; stop early when ``abandoned`` completes (client gone)."""
+    async def transcribe(self, source: IO[bytes], hotwords: Sequence[str], abandoned: Awaitable[object],
+                         grammar: Grammar | None = None,
+                         on_segment: Callable[[Segment], None] | None = None) -> Transcription:
+        """Transcribe a whole file in bounded chunks; stop early when ``abandoned`` completes (client gone).
+
+        ``on_segment`` is called on the event loop with each segment as a pause closes it, all of them before
+        this returns."""
         cancel = threading.Event()
         loop = asyncio.get_running_loop()
+        closed = None if on_segment is None else functools.partial(loop.call_soon_threadsafe, on_segment)
         work = asyncio.ensure_future(loop.run_in_executor(self.upload_pool, self._transcribe_file, source, hotwords,
-                                                          grammar, cancel))
+                                                          grammar, cancel, closed))
         gone = asyncio.ensure_future(abandoned)
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -130,15 +136,43 @@ class Engine:
         self.metrics.observe("/v1/audio/transcriptions", result.duration, result.processing)
         return result
 
+    async def transcribe_segments(self, source: IO[bytes], hotwords: Sequence[str], abandoned: Awaitable[object],
+                                  grammar: Grammar | None = None) -> AsyncIterator[Segment]:
+        """``transcribe``, yielding each segment as a pause closes it. Closing the iterator early (its
+        consumer went away) stops the work; a failure is raised after the segments that came before it."""
+        closed: asyncio.Queue[Segment] = asyncio.Queue()  # bounded by the file: a few words per second of audio
+        work = asyncio.ensure_future(self.transcribe(source, hotwords, abandoned, grammar, closed.put_nowait))
+        try:
+            while not work.done():
+                getting = asyncio.ensure_future(closed.get())
+                await asyncio.wait({getting, work}, return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():
+                    getting.cancel()  # the work ended: what it closed is all in the queue already
+                    break
+                yield getting.result()
+            while not closed.empty():
+                yield closed.get_nowait()
+            work.result()  # the failure, if any
+        finally:
+            if not work.done():
+                work.cancel()  # transcribe() stops its worker and waits for it before it gives up
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # told already, or nobody is left to tell
+                await work
+
     def _transcribe_file(self, source: IO[bytes], hotwords: Sequence[str], grammar: Grammar | None,
-                         cancel: threading.Event) -> Transcription:
+                         cancel: threading.Event,
+                         on_segment: Callable[[Segment], object] | None = None) -> Transcription:
         started = time.perf_counter()
         s = self.settings
         limits = DecodeLimits(s.max_audio_seconds, s.min_upload_bitrate or None)
         chunks = iter_audio(source, self.recognizer.sample_rate, s.chunk_seconds, limits=limits,
                             cancelled=cancel.is_set)
         counted = _CountedChunks(chunks, cancel)
-        segments = self.recognizer.transcribe_chunks(counted, hotwords, grammar)
+        segments = []
+        for segment in self.recognizer.iter_segments(counted, hotwords, grammar):
+            segments.append(segment)
+            if on_segment is not None:
+                on_segment(segment)
         return Transcription(segments, counted.samples / self.recognizer.sample_rate,
                              time.perf_counter() - started)
 

@@ -32,7 +32,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, WebSocket
@@ -42,7 +41,7 @@ from model.audio import RATES, AudioTooLong
 from model.recognize import Segment
 
 from ..deps import EngineDep, SettingsDep, check_api_key
-from ..errors import BadField, ClientGone, IdleTimeout, UploadTooLarge, close_label, close_websocket
+from ..errors import BadField, IdleTimeout, UploadTooLarge, close_label, close_websocket, send_within
 from ..recognizer import Engine, Session
 from ..settings import Settings
 
@@ -157,24 +156,11 @@ def _check_pace(session: Session | None, started: float, settings: Settings) -> 
                           f"(EDGESCRIBE_MIN_STREAM_REALTIME): send live audio as it is captured")
 
 
-async def _bounded(sending: Awaitable[None], settings: Settings) -> None:
-    """Send (a reply or the close), giving up on a client that has taken nothing for ``idle_timeout`` s.
-
-    A client that stops reading fills the socket buffers, and then a send waits for ever: the idle
-    timeout watches only receives, and uvicorn's keep-alive pings queue behind the same full buffer,
-    so without this bound such a client would hold its stream slot until the process ends.
-    """
-    try:
-        await asyncio.wait_for(sending, timeout=settings.idle_timeout)
-    except asyncio.TimeoutError:
-        raise ClientGone(f"the client read no replies for {settings.idle_timeout:g} s") from None
-
-
 async def _finish(ws: WebSocket, session: Session | None, config: StreamConfig, settings: Settings,
                   code: int) -> None:
     segments = [] if session is None else await session.finish()
-    await _bounded(ws.send_json(result_message(segments, config)), settings)
-    await _bounded(ws.close(code), settings)
+    await send_within(ws.send_json(result_message(segments, config)), settings.idle_timeout)
+    await send_within(ws.close(code), settings.idle_timeout)
 
 
 async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session | None:
@@ -214,7 +200,7 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
                 return session
             if "reset" in obj:  # vosk-server: the final result so far, and the stream goes on
                 segments = [] if session is None else await session.reset()
-                await _bounded(ws.send_json(result_message(segments, config)), settings)
+                await send_within(ws.send_json(result_message(segments, config)), settings.idle_timeout)
                 continue
             raise BadField('unknown message: send {"config": {...}}, binary PCM audio, {"reset": 1} or {"eof": 1}')
         if len(data) > settings.max_message_bytes:
@@ -226,7 +212,7 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
                                      config.max_alternatives)
         segments, partial = await session.accept(data)
         reply = result_message(segments, config) if segments else {"partial": partial}
-        await _bounded(ws.send_json(reply), settings)
+        await send_within(ws.send_json(reply), settings.idle_timeout)
 
 
 @router.websocket(ENDPOINT)
