@@ -42,6 +42,14 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class Hypothesis:
+    """One of a search's n best: its transcript and the log-score the search ranked it by."""
+
+    transcript: Transcript
+    score: float  # ln P_ctc of the prefix + its external scores (LM, word bonus, hotwords, grammar)
+
+
+@dataclass(frozen=True)
 class Emission:
     """One emitted character: its symbol id, the frame it was emitted at and its probability."""
 
@@ -396,18 +404,35 @@ class BeamSearch:
         """The best hypothesis so far. ``final``: it must be a complete one (and the LM scores its
         end); otherwise the best-ranked prefix, for partial results while audio still comes."""
         if final:
-            scored = [(beam.total + self._final(p), p, beam) for p, beam in search.beams.items()]
-        else:
-            scored = [(beam.total + p.score, p, beam) for p, beam in search.beams.items()]
-        score, p, beam = max(scored, key=lambda x: x[0])
+            hypotheses = self.nbest(search, 1, frame_offset)
+            # Nothing complete yet: say nothing rather than something not allowed.
+            return hypotheses[0].transcript if hypotheses else Transcript("")
+        score, p, beam = max(((beam.total + p.score, p, beam) for p, beam in search.beams.items()),
+                             key=itemgetter(0))
         if score == -math.inf:
-            return Transcript("")  # nothing complete yet: say nothing rather than something not allowed
-        t = words_from_emissions(_emission_list(beam.emissions), self.vocab, frame_offset)
-        label = self.constraint.label(p.state) if final and self.constraint is not None else None
-        if label is not None and t.words:
-            conf = sum(w.confidence for w in t.words) / len(t.words)
-            t = Transcript(label, (Word(label, t.words[0].start, t.words[-1].end, round(conf, 4)),))
-        return t
+            return Transcript("")
+        return words_from_emissions(_emission_list(beam.emissions), self.vocab, frame_offset)
+
+    def nbest(self, search: BeamState, n: int, frame_offset: int = 0) -> list[Hypothesis]:
+        """The ``n`` best complete hypotheses in the beam, best first, one per text: a prefix that ends
+        in a space spells the same words as the one without it, and under a grammar many spellings end
+        as "[unk]". At most the beam's width of them; none while nothing complete is in the beam."""
+        scored = sorted(((beam.total + self._final(p), p, beam) for p, beam in search.beams.items()),
+                        key=itemgetter(0), reverse=True)  # stable: ties keep the beam's order, as max() does
+        out: list[Hypothesis] = []
+        seen: set[str] = set()
+        for score, p, beam in scored:
+            if score == -math.inf or len(out) == n:
+                break
+            t = words_from_emissions(_emission_list(beam.emissions), self.vocab, frame_offset)
+            label = self.constraint.label(p.state) if self.constraint is not None else None
+            if label is not None and t.words:
+                conf = sum(w.confidence for w in t.words) / len(t.words)
+                t = Transcript(label, (Word(label, t.words[0].start, t.words[-1].end, round(conf, 4)),))
+            if t.text not in seen:
+                seen.add(t.text)
+                out.append(Hypothesis(t, score))
+        return out
 
     def decode(self, log_probs: torch.Tensor, frame_offset: int = 0) -> Transcript:
         return self.best(self.advance(self.start(), log_probs), frame_offset)

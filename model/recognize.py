@@ -9,7 +9,7 @@ segments at pauses.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +17,7 @@ import torch
 
 from .checkpoint import ModelBundle
 from .config import DecodingConfig
-from .ctc import FRAME_SECONDS, BeamSearch, BeamState, Transcript, Word, WordScorer, greedy_decode
+from .ctc import FRAME_SECONDS, BeamSearch, BeamState, Hypothesis, Transcript, Word, WordScorer, greedy_decode
 from .features import FbankExtractor, StreamingFbank
 from .grammar import Grammar
 from .network import RECEPTIVE_FIELD
@@ -33,6 +33,9 @@ class Segment:
     end: float
     text: str
     words: tuple[Word, ...]
+    # The segment's n best transcripts, best first (the first is ``text``), when the stream was asked for
+    # them; times on the same clock as ``words``.
+    alternatives: tuple[Hypothesis, ...] = ()
 
 
 class Recognizer:
@@ -72,17 +75,22 @@ class Recognizer:
         return Grammar(phrases, self.bundle.vocab)
 
     def stream(self, hotwords: Sequence[str] = (), endpoint_seconds: float = ENDPOINT_SECONDS,
-               grammar: Grammar | None = None) -> Stream:
-        return Stream(self, hotwords, endpoint_seconds, grammar)
+               grammar: Grammar | None = None, alternatives: int = 0, start_seconds: float = 0.0) -> Stream:
+        """``alternatives``: give each segment its n best transcripts too; ``start_seconds``: where the
+        stream's clock starts (a stream that goes on from another's end keeps its times)."""
+        return Stream(self, hotwords, endpoint_seconds, grammar, alternatives, start_seconds)
+
+    def iter_segments(self, chunks: Iterable[np.ndarray], hotwords: Sequence[str] = (),
+                      grammar: Grammar | None = None) -> Iterator[Segment]:
+        """Each segment as soon as a pause (or the end) closes it."""
+        stream = self.stream(hotwords, grammar=grammar)
+        for chunk in chunks:
+            yield from stream.accept(chunk)
+        yield from stream.finish()
 
     def transcribe_chunks(self, chunks: Iterable[np.ndarray], hotwords: Sequence[str] = (),
                           grammar: Grammar | None = None) -> list[Segment]:
-        stream = self.stream(hotwords, grammar=grammar)
-        segments: list[Segment] = []
-        for chunk in chunks:
-            segments.extend(stream.accept(chunk))
-        segments.extend(stream.finish())
-        return segments
+        return list(self.iter_segments(chunks, hotwords, grammar))
 
     def transcribe(self, waveform: np.ndarray, hotwords: Sequence[str] = (),
                    grammar: Grammar | None = None) -> list[Segment]:
@@ -93,8 +101,12 @@ class Stream:
     """One live stream. ``accept`` audio, read ``partial()``, get ``Segment``s at each pause."""
 
     def __init__(self, recognizer: Recognizer, hotwords: Sequence[str], endpoint_seconds: float,
-                 grammar: Grammar | None = None):
+                 grammar: Grammar | None = None, alternatives: int = 0, start_seconds: float = 0.0):
+        if alternatives < 0:
+            raise ValueError(f"alternatives must be 0 or more, got {alternatives}")
         self.rec = recognizer
+        self.alternatives = alternatives
+        self.start_seconds = start_seconds
         self.hotwords = tuple(hotwords)
         self.grammar = grammar
         # The open segment's beam search, advanced as partials are asked for, so the endpoint
@@ -112,7 +124,8 @@ class Stream:
 
     @property
     def seconds(self) -> float:
-        return self.samples_seen / self.rec.sample_rate
+        """Where the stream's clock stands: ``start_seconds`` plus the audio accepted."""
+        return self.start_seconds + self.samples_seen / self.rec.sample_rate
 
     def _frames(self) -> torch.Tensor:
         if not self.log_probs:
@@ -156,26 +169,36 @@ class Stream:
         rest = self._frames()[n_frames:]
         if self.search is None:
             t = greedy_decode(frames, self.rec.bundle.vocab, self.segment_start)
+            # Greedy decoding keeps one path: the only alternative, scored by its log-probability.
+            hypotheses = [Hypothesis(t, float(frames.max(dim=-1).values.sum()))]
         else:
-            t = self.search.best(self._advance_beam(self.search, frames), self.segment_start)
+            beam = self._advance_beam(self.search, frames)
+            hypotheses = self.search.nbest(beam, max(1, self.alternatives), self.segment_start)
+            t = hypotheses[0].transcript if hypotheses else Transcript("")  # as search.best(beam) would say
             self.beam = None
         start, end = self.segment_start * FRAME_SECONDS, (self.segment_start + n_frames) * FRAME_SECONDS
         self.segment_start += n_frames
         self.log_probs = [rest] if rest.shape[0] else []
         if not t.text:
             return []
-        # The end-of-audio padding can put a last emission up to one frame past the real audio.
-        limit = round(self.seconds, 3)
-        words = tuple(
-            dataclasses.replace(w, start=min(w.start, limit), end=min(w.end, limit)) for w in t.words
-        )
-        t = Transcript(t.text, words)
-        end = min(end, limit)
+        t = self._on_clock(t)
+        start, end = start + self.start_seconds, min(end + self.start_seconds, round(self.seconds, 3))
         if t.words:
             start, end = t.words[0].start, t.words[-1].end
-        seg = Segment(self.next_id, round(start, 3), round(end, 3), t.text, t.words)
+        alternatives = tuple(Hypothesis(self._on_clock(h.transcript), round(h.score, 4))
+                             for h in hypotheses[: self.alternatives])
+        seg = Segment(self.next_id, round(start, 3), round(end, 3), t.text, t.words, alternatives)
         self.next_id += 1
         return [seg]
+
+    def _on_clock(self, t: Transcript) -> Transcript:
+        """Times from the segment's frames onto the stream's clock (moved by ``start_seconds``), none past
+        the audio: the end-of-audio padding can put a last emission up to one frame beyond it."""
+        limit = round(self.seconds, 3)
+        shift = self.start_seconds
+        return Transcript(t.text, tuple(
+            dataclasses.replace(w, start=min(round(w.start + shift, 3), limit), end=min(round(w.end + shift, 3), limit))
+            for w in t.words))
 
     def _advance_beam(self, search: BeamSearch, frames: torch.Tensor) -> BeamState:
         if self.beam is None:

@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None, bundle: ModelBundle | None = No
         finally:
             engine.close()  # uvicorn has already let open requests finish; this drains the pool
 
-    app = FastAPI(title="EdgeScribe", version="0.1.0", lifespan=lifespan,
+    # /docs is served from the package by routes/docs.py (FastAPI's loads Swagger UI from a CDN); no /redoc.
+    app = FastAPI(title="EdgeScribe", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="On-device speech transcription: OpenAI-compatible HTTP, Vosk-compatible WebSocket.")
     app.state.metrics = metrics
     if settings is not None:

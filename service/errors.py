@@ -2,7 +2,10 @@
 
 The body has OpenAI's error shape, so OpenAI clients show the message as is::
 
-    {"error": {"message": "...what to change...", "type": "bad_field", "param": "language", "code": 400}}
+    {"error": {"message": "...what to change...", "type": "bad_field", "param": "language", "code": "bad_field"}}
+
+``code`` is a string, as OpenAI's is (or null there); ours repeats ``type``, which already names the
+failure exactly where OpenAI's is a broad class such as "invalid_request_error".
 
 WebSocket close codes are 4000 + the HTTP status of the same failure (4400, 4413, 4503, ...), the
 convention for application codes in the 4000-4999 range; an unexpected error closes with 1011.
@@ -11,14 +14,16 @@ Before closing, the stream is sent the same JSON body, since a close reason is l
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
+from starlette.requests import ClientDisconnect, HTTPConnection
 from starlette.websockets import WebSocketState
 
 from model.audio import AudioDecodeError, AudioTooLong
@@ -115,7 +120,7 @@ def classify(exc: BaseException) -> Failure:
 def error_body(exc: BaseException, failure: Failure) -> dict:
     message = INTERNAL_MESSAGE if failure is INTERNAL else str(exc)
     return {"error": {"message": message, "type": failure.kind, "param": getattr(exc, "param", None),
-                      "code": failure.status}}
+                      "code": failure.kind}}
 
 
 def _headers(exc: BaseException) -> dict[str, str]:
@@ -126,26 +131,48 @@ def _headers(exc: BaseException) -> dict[str, str]:
     return {}
 
 
-def _count(request: Request | WebSocket, failure: Failure) -> None:
+def _count(request: HTTPConnection, failure: Failure) -> None:
     metrics = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.errors.labels(kind=failure.kind).inc()
 
 
-def error_response(request: Request, exc: BaseException) -> JSONResponse:
+def _report(conn: HTTPConnection, exc: BaseException) -> Failure:
+    """Classify a failure, log it with its stack if it is unexpected, and count it."""
     failure = classify(exc)
     if failure is INTERNAL:
-        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    _count(request, failure)
+        what = "stream" if conn.scope["type"] == "websocket" else conn.scope.get("method", "request")
+        log.error("unexpected error on %s %s", what, conn.url.path, exc_info=exc)
+    _count(conn, failure)
+    return failure
+
+
+def error_response(request: Request, exc: BaseException) -> JSONResponse:
+    failure = _report(request, exc)
     return JSONResponse(error_body(exc, failure), status_code=failure.status, headers=_headers(exc))
+
+
+def error_event(conn: HTTPConnection, exc: BaseException) -> dict:
+    """The body for a failure after a response has begun (the last of a stream of events)."""
+    return error_body(exc, _report(conn, exc))
+
+
+async def send_within(sending: Awaitable[None], seconds: float) -> None:
+    """Send (a reply, an event or a close), giving up on a client that has taken nothing for ``seconds``.
+
+    A client that stops reading fills the socket buffers, and then a send waits for ever: the idle
+    timeout watches only receives, and uvicorn's keep-alive pings queue behind the same full buffer,
+    so without this bound such a client would hold its slot until the process ends.
+    """
+    try:
+        await asyncio.wait_for(sending, timeout=seconds)
+    except asyncio.TimeoutError:
+        raise ClientGone(f"the client read no replies for {seconds:g} s") from None
 
 
 async def close_websocket(ws: WebSocket, exc: BaseException) -> int:
     """Tell the stream what went wrong, as JSON, then close it with the table's code. Returns the code."""
-    failure = classify(exc)
-    if failure is INTERNAL:
-        log.error("unexpected error on stream %s", ws.url.path, exc_info=exc)
-    _count(ws, failure)
+    failure = _report(ws, exc)
     # A client that is gone (or stopped reading) would only make this send wait: just let the socket go.
     reachable = not isinstance(exc, ClientGone)
     if reachable and ws.application_state == WebSocketState.CONNECTED and ws.client_state == WebSocketState.CONNECTED:
@@ -175,7 +202,7 @@ def install(app: FastAPI) -> None:
         elif exc.status_code == 405:
             allowed = (exc.headers or {}).get("Allow", "another method")
             message = f"{request.method} is not allowed on {request.url.path}: use {allowed}"
-        body = {"error": {"message": message, "type": kind, "param": None, "code": exc.status_code}}
+        body = {"error": {"message": message, "type": kind, "param": None, "code": kind}}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     async def on_validation(request: Request, exc: RequestValidationError) -> JSONResponse:

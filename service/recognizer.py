@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import IO, TypeVar
@@ -109,13 +110,18 @@ class Engine:
         except GrammarError as e:
             raise BadField(str(e), field) from e
 
-    async def transcribe(self, source: IO[bytes], hotwords: Sequence[str],
-                         abandoned: Awaitable[object], grammar: Grammar | None = None) -> Transcription:
-        """Transcribe a whole file in bounded chunks; stop early when ``abandoned`` completes (client gone)."""
+    async def transcribe(self, source: IO[bytes], hotwords: Sequence[str], abandoned: Awaitable[object],
+                         grammar: Grammar | None = None,
+                         on_segment: Callable[[Segment], None] | None = None) -> Transcription:
+        """Transcribe a whole file in bounded chunks; stop early when ``abandoned`` completes (client gone).
+
+        ``on_segment`` is called on the event loop with each segment as a pause closes it, all of them before
+        this returns."""
         cancel = threading.Event()
         loop = asyncio.get_running_loop()
+        closed = None if on_segment is None else functools.partial(loop.call_soon_threadsafe, on_segment)
         work = asyncio.ensure_future(loop.run_in_executor(self.upload_pool, self._transcribe_file, source, hotwords,
-                                                          grammar, cancel))
+                                                          grammar, cancel, closed))
         gone = asyncio.ensure_future(abandoned)
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -130,20 +136,49 @@ class Engine:
         self.metrics.observe("/v1/audio/transcriptions", result.duration, result.processing)
         return result
 
+    async def transcribe_segments(self, source: IO[bytes], hotwords: Sequence[str], abandoned: Awaitable[object],
+                                  grammar: Grammar | None = None) -> AsyncIterator[Segment]:
+        """``transcribe``, yielding each segment as a pause closes it. Closing the iterator early (its
+        consumer went away) stops the work; a failure is raised after the segments that came before it."""
+        closed: asyncio.Queue[Segment] = asyncio.Queue()  # bounded by the file: a few words per second of audio
+        work = asyncio.ensure_future(self.transcribe(source, hotwords, abandoned, grammar, closed.put_nowait))
+        try:
+            while not work.done():
+                getting = asyncio.ensure_future(closed.get())
+                await asyncio.wait({getting, work}, return_when=asyncio.FIRST_COMPLETED)
+                if not getting.done():
+                    getting.cancel()  # the work ended: what it closed is all in the queue already
+                    break
+                yield getting.result()
+            while not closed.empty():
+                yield closed.get_nowait()
+            work.result()  # the failure, if any
+        finally:
+            if not work.done():
+                work.cancel()  # transcribe() stops its worker and waits for it before it gives up
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # told already, or nobody is left to tell
+                await work
+
     def _transcribe_file(self, source: IO[bytes], hotwords: Sequence[str], grammar: Grammar | None,
-                         cancel: threading.Event) -> Transcription:
+                         cancel: threading.Event,
+                         on_segment: Callable[[Segment], object] | None = None) -> Transcription:
         started = time.perf_counter()
         s = self.settings
         limits = DecodeLimits(s.max_audio_seconds, s.min_upload_bitrate or None)
         chunks = iter_audio(source, self.recognizer.sample_rate, s.chunk_seconds, limits=limits,
                             cancelled=cancel.is_set)
         counted = _CountedChunks(chunks, cancel)
-        segments = self.recognizer.transcribe_chunks(counted, hotwords, grammar)
+        segments = []
+        for segment in self.recognizer.iter_segments(counted, hotwords, grammar):
+            segments.append(segment)
+            if on_segment is not None:
+                on_segment(segment)
         return Transcription(segments, counted.samples / self.recognizer.sample_rate,
                              time.perf_counter() - started)
 
-    def session(self, sample_rate: int, hotwords: Sequence[str], grammar: Grammar | None = None) -> Session:
-        return Session(self, sample_rate, hotwords, grammar)
+    def session(self, sample_rate: int, hotwords: Sequence[str], grammar: Grammar | None = None,
+                alternatives: int = 0) -> Session:
+        return Session(self, sample_rate, hotwords, grammar, alternatives)
 
 
 class _CountedChunks:
@@ -191,15 +226,25 @@ class PcmResampler:
 
 
 class Session:
-    """One live stream: its own recognition state and resampler; one inference call at a time."""
+    """One live stream: its own recognition state and resampler; one inference call at a time.
+
+    ``alternatives``: each segment also carries its n best transcripts. A ``reset`` ends the utterance
+    and starts a fresh one (new recognition state and resampler) whose clock goes on from the old one's.
+    """
 
     def __init__(self, engine: Engine, sample_rate: int, hotwords: Sequence[str],
-                 grammar: Grammar | None = None) -> None:
+                 grammar: Grammar | None = None, alternatives: int = 0) -> None:
         self.engine = engine
-        self.stream = engine.recognizer.stream(hotwords, grammar=grammar)
-        rate = engine.recognizer.sample_rate
-        self.resampler = PcmResampler(sample_rate, rate) if sample_rate != rate else None
+        self.sample_rate, self.hotwords, self.grammar, self.alternatives = sample_rate, hotwords, grammar, alternatives
         self.processing = 0.0
+        self._start(0.0)
+
+    def _start(self, start_seconds: float) -> None:
+        rec = self.engine.recognizer
+        self.stream = rec.stream(self.hotwords, grammar=self.grammar, alternatives=self.alternatives,
+                                 start_seconds=start_seconds)
+        rate = rec.sample_rate
+        self.resampler = PcmResampler(self.sample_rate, rate) if self.sample_rate != rate else None
 
     def _accept(self, pcm: bytes) -> tuple[list[Segment], str]:
         started = time.perf_counter()
@@ -220,8 +265,17 @@ class Session:
         """Feed PCM bytes; returns the segments closed at pauses and the open segment's partial text."""
         return await self.engine.run(self._accept, pcm)
 
+    def _reset(self) -> list[Segment]:
+        segments = self._finish()
+        self._start(self.stream.seconds)
+        return segments
+
     async def finish(self) -> list[Segment]:
         return await self.engine.run(self._finish)
+
+    async def reset(self) -> list[Segment]:
+        """The open utterance's last segments; the audio after starts a fresh one on the same clock."""
+        return await self.engine.run(self._reset)
 
     @property
     def seconds(self) -> float:

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENV_PREFIX = "EDGESCRIBE_"
+# model.audio.RATES, the rates a stream may be sent at; not imported, so that the health check, which reads
+# these settings every 30 s, does not load numpy (tests/test_service_settings.py keeps the two equal).
+STREAM_RATES = (8000, 192000)
 
 
 class SettingsError(ValueError):
@@ -56,6 +59,12 @@ class Settings:
     max_requests: int = _knob(4, "transcription requests served at once; more get 503 + Retry-After", minimum=1)
     max_streams: int = _knob(8, "WebSocket streams open at once; more are closed with 4503", minimum=1)
     max_message_bytes: int = _knob(2**20, "largest WebSocket message, in bytes", minimum=1024)
+    stream_sample_rate: int = _knob(16000, "sample rate, in Hz, of a stream's PCM when its config names none "
+                                           "(vosk-server assumes 8000; the model and the web page use 16000)",
+                                    minimum=STREAM_RATES[0])
+    max_alternatives: int = _knob(10, "most alternatives a stream's config may ask for (max_alternatives); more "
+                                      "are cut to this, and no more than the beam holds come back; 0: none",
+                                  minimum=0)
     max_hotwords: int = _knob(64, "most hotwords taken from a prompt or phrase_list (the last ones win)",
                               minimum=0)
     idle_timeout: float = _knob(30.0, "seconds a client may send nothing (stream messages, upload data) "
@@ -88,12 +97,15 @@ class Settings:
             if base is float and isinstance(value, int) and not isinstance(value, bool):
                 object.__setattr__(self, f.name, float(value))
             elif not isinstance(value, base) or isinstance(value, bool):
-                raise SettingsError(f"{env_name(f.name)} must be a {base.__name__}, got {value!r}")
+                raise SettingsError(f"{env_name(f.name)} must be {_KINDS[base]}, got {value!r}")
             minimum = f.metadata["minimum"]
             if minimum is not None and value < minimum:
                 raise SettingsError(f"{env_name(f.name)} must be at least {minimum:g}, got {value!r}")
         if self.port > 65535:
             raise SettingsError(f"{env_name('port')} must be at most 65535, got {self.port}")
+        if self.stream_sample_rate > STREAM_RATES[1]:
+            raise SettingsError(f"{env_name('stream_sample_rate')} must be at most {STREAM_RATES[1]}, "
+                                f"got {self.stream_sample_rate}")
         if self.api_key is not None and not self.api_key.strip():
             raise SettingsError(f"{env_name('api_key')} is blank; unset it or give a real key")
         if self.api_key is not None and not (self.api_key.isascii() and self.api_key.isprintable()):
@@ -118,6 +130,9 @@ class Settings:
                 values[f.name] = parse_value(f.name, raw, hints[f.name])
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string"}  # the words a message uses for a setting's type
 
 
 def _names(value: str) -> frozenset[str]:
@@ -146,7 +161,7 @@ def parse_value(name: str, raw: str, hint: Any) -> Any:
     try:
         return base(raw)
     except ValueError:
-        raise SettingsError(f"{env_name(name)} must be a {base.__name__}, got {raw!r}") from None
+        raise SettingsError(f"{env_name(name)} must be {_KINDS[base]}, got {raw!r}") from None
 
 
 def field_types() -> dict[str, tuple[type, bool]]:

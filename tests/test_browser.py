@@ -66,8 +66,8 @@ def test_page_shows_live_captions_and_file_transcripts(browser, tmp_path, monkey
         heard["seconds"] = self.seconds
         return out
 
-    def spy_result(segments, words):
-        message = result_message(segments, words)
+    def spy_result(segments, config):
+        message = result_message(segments, config)
         if message["text"]:
             finals.append(message["text"])
         return message
@@ -101,3 +101,16 @@ def test_page_shows_live_captions_and_file_transcripts(browser, tmp_path, monkey
                 for tr in driver.find_elements("css selector", "#words tbody tr")]
         assert rows == [[w.word, f"{w.start:.2f}", f"{w.end:.2f}"] for s in segments for w in s.words]
         assert rows, "no word timings shown"
+
+
+def test_api_docs_render_from_this_server_alone(browser):
+    driver, _ = browser
+    with live_server(Settings()) as (address, _):
+        driver.get(f"http://{address}/docs")
+        paths = lambda: [e.text for e in driver.find_elements("css selector", ".opblock-summary-path")]  # noqa: E731
+        wait_until(lambda: "/v1/audio/transcriptions" in paths(), "Swagger UI to list the endpoints", DEADLINE)
+        loaded = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+        assert any(url.endswith("/static/swagger/swagger-ui-bundle.js") for url in loaded), loaded
+        assert all(url.startswith(f"http://{address}/") for url in loaded), loaded  # nothing from elsewhere
+        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors  # no script blocked by the page's CSP, no missing asset

@@ -3,13 +3,15 @@ streaming equals whole-segment decoding, and beam results carry word timings and
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from ctc_fixtures import VOCAB, frames, spell
 
 from model.config import DecodingConfig
 from model.ctc import FRAME_SECONDS, BeamSearch, greedy_decode
-from model.grammar import lexicon
+from model.grammar import Grammar, lexicon
 from model.lm import BuildConfig, NgramLM, build_lm
 
 LM_TEXT = [s.split() for s in [
@@ -122,3 +124,33 @@ def test_skipping_hopeless_extensions_changes_no_result(lm, word_bonus, monkeypa
             m.setattr(BeamSearch, "_max_gain", lambda self: float("inf"))
             full = BeamSearch(VOCAB, cfg, lm).decode(lp)
         assert result == full, trial
+
+
+def test_nbest_ranks_distinct_texts_and_its_first_is_the_best(lm):
+    lp = spell("the cat sat", AMBIGUOUS)
+    for search in (BeamSearch(VOCAB), BeamSearch(VOCAB, DecodingConfig(), lm)):
+        state = search.advance(search.start(), lp)
+        hypotheses = search.nbest(state, 5, frame_offset=3)
+        texts = [h.transcript.text for h in hypotheses]
+        assert 1 < len(hypotheses) <= 5 and len(set(texts)) == len(texts)
+        assert hypotheses[0].transcript == search.best(state, frame_offset=3)
+        scores = [h.score for h in hypotheses]
+        assert scores == sorted(scores, reverse=True)
+        assert {"the cat sat", "the kat sat"} <= set(texts)  # the doubtful 'c' is the runner-up
+        assert search.nbest(state, 1, frame_offset=3) == hypotheses[:1]
+    # Without an LM the score is the CTC log-probability of the text (every path that spells it).
+    k, c = hypotheses_of(BeamSearch(VOCAB), lp, "the kat sat", "the cat sat")
+    assert k - c == pytest.approx(math.log(0.5 / 0.4), abs=1e-3)
+
+
+def hypotheses_of(search: BeamSearch, lp: torch.Tensor, *texts: str) -> list[float]:
+    scores = {h.transcript.text: h.score for h in search.nbest(search.advance(search.start(), lp), 8)}
+    return [scores[t] for t in texts]
+
+
+
+def test_nbest_under_a_grammar_gives_each_phrase_once():
+    search = BeamSearch(VOCAB, DecodingConfig(), None, Grammar(["yes", "yet", "[unk]"], VOCAB))
+    state = search.advance(search.start(), spell("yes", {"s": {"s": 0.5, "t": 0.4}}))
+    # The beam holds "yes" and "yes " (one text), and several spellings that are not listed: "[unk]" once.
+    assert [h.transcript.text for h in search.nbest(state, 8)] == ["yes", "yet", "[unk]"]

@@ -73,6 +73,7 @@ def test_common_voice_tsv_with_and_without_stated_durations(tmp_path, fixtures_d
     assert _by_text(out)["Stop the music"].duration == 1.5
 
 
+@pytest.mark.skipif(not shutil.which("sox"), reason="needs sox: the importer runs wav.scp commands through it")
 def test_kaldi_data_dir_with_paths_commands_and_speakers(tmp_path):
     a = _wav(tmp_path / "audio" / "a.wav", 1.0)
     _wav(tmp_path / "audio" / "b.wav", 0.5)

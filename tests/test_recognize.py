@@ -6,7 +6,7 @@ import torch
 from model.audio import load_audio
 from model.checkpoint import ModelBundle, load_model
 from model.config import NetworkConfig
-from model.ctc import greedy_decode
+from model.ctc import Transcript, greedy_decode
 from model.network import SUBSAMPLING, Network
 from model.recognize import Recognizer
 from model.state import StreamState
@@ -81,3 +81,52 @@ def test_stream_equals_offline_network_output(fixtures_dir):
         whole, _ = bundle.network(feats[None], torch.tensor([feats.shape[0]]))
     assert torch.allclose(streamed, whole[0], atol=1e-4)
     assert greedy_decode(streamed, bundle.vocab).text == greedy_decode(whole[0], bundle.vocab).text
+
+
+def _two_sounds() -> np.ndarray:
+    return np.concatenate([np.zeros(8000, np.float32), _tone(0.5), np.zeros(16000, np.float32), _tone(0.3)])
+
+
+def test_segments_come_as_pauses_close_them():
+    rec = _scripted_recognizer()
+    audio = _two_sounds()
+    taken = []
+
+    def chunks():
+        for i in range(0, audio.size, 1600):
+            taken.append(i)
+            yield audio[i : i + 1600]
+
+    segments = rec.iter_segments(chunks())
+    first = next(segments)
+    assert len(taken) < audio.size // 1600  # the first segment came before the audio ran out
+    assert [first, *segments] == rec.transcribe_chunks([audio[i : i + 1600] for i in range(0, audio.size, 1600)])
+
+
+def test_a_stream_started_later_keeps_its_clock():
+    rec = _scripted_recognizer()
+    audio = _two_sounds()
+    plain, later = rec.stream(), rec.stream(start_seconds=7.25)
+    a = [s for i in range(0, audio.size, 1600) for s in plain.accept(audio[i : i + 1600])] + plain.finish()
+    b = [s for i in range(0, audio.size, 1600) for s in later.accept(audio[i : i + 1600])] + later.finish()
+    assert len(a) == len(b) == 2
+    for x, y in zip(a, b, strict=True):
+        assert (y.start, y.end) == (round(x.start + 7.25, 3), round(x.end + 7.25, 3))
+        assert [(w.start, w.end) for w in y.words] == [(round(w.start + 7.25, 3), round(w.end + 7.25, 3))
+                                                       for w in x.words]
+    assert later.seconds == 7.25 + audio.size / 16000
+
+
+def test_segments_carry_the_n_best_when_asked():
+    rec = _scripted_recognizer()
+    audio = _two_sounds()
+    plain = rec.transcribe(audio)
+    stream = rec.stream(alternatives=3)
+    segments = stream.accept(audio) + stream.finish()
+    assert [(s.text, s.words) for s in segments] == [(s.text, s.words) for s in plain]
+    assert all(s.alternatives == () for s in plain)  # only when asked
+    for s in segments:
+        assert len(s.alternatives) == 3  # the beam holds more than three texts: the stream keeps three
+        assert s.alternatives[0].transcript == Transcript(s.text, s.words)
+        scores = [h.score for h in s.alternatives]
+        assert scores == sorted(scores, reverse=True)

@@ -118,7 +118,7 @@ def check_answer(response: httpx.Response, allowed: set[int]) -> None:
         assert isinstance(response.json()["text"], str)
         return
     error = response.json()["error"]
-    assert error["code"] == response.status_code and error["type"] and len(error["message"]) > 10
+    assert error["code"] == error["type"] and error["type"] and len(error["message"]) > 10
 
 
 def check_still_serving(proc, client: httpx.Client) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 
 import pytest
@@ -52,7 +53,7 @@ def post(client, path, **data):
 def assert_error(response, status: int, kind: str, param: str | None = None) -> dict:
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert error["type"] == kind and error["code"] == status
+    assert error["type"] == kind and error["code"] == kind  # a string, as OpenAI's codes are
     assert len(error["message"]) > 10  # says what to change
     if param is not None:
         assert error["param"] == param
@@ -230,6 +231,25 @@ def test_web_page_has_no_external_assets(client):
         text = client.get(f"/static/{name}").text
         assert "http://" not in text and "https://" not in text, name
     assert "http://" not in r.text and "https://" not in r.text
+    assert '<link rel="icon" href="data:,">' in r.text  # so browsers do not ask for /favicon.ico (a 404)
+
+
+def test_api_docs_load_nothing_from_elsewhere(client_for):
+    client = client_for(api_key="s3cret")  # the docs stay open, assets included: a page load sends no key
+    r = client.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "http://" not in r.text and "https://" not in r.text and "//" not in r.text  # nor //cdn.example/...
+    refs = re.findall(r'(?:src|href)="([^"]*)"', r.text)
+    assert len(refs) == 3 and all(ref.startswith("/") or ref.startswith("data:") for ref in refs), refs
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    assert "url: '/openapi.json'" in r.text and '"validatorUrl": null' in r.text
+    for ref in refs:
+        if ref.startswith("/"):
+            asset = client.get(ref)
+            assert asset.status_code == 200 and len(asset.content) > 100_000, ref
+    assert client.get("/openapi.json").status_code == 200
+    assert_error(client.get("/static/swagger/LICENSE"), 404, "not_found")  # only the table's files
+    assert_error(client.get("/redoc"), 404, "not_found")  # off: it would load its bundle from a CDN
 
 
 def test_openapi_documents_the_upload_form(client):

@@ -7,6 +7,8 @@ import dataclasses
 import pytest
 
 from edgescribe.cli import main
+from model.audio import RATES
+from service import healthcheck
 from service.settings import Settings, SettingsError, env_name, get_settings
 
 
@@ -26,7 +28,8 @@ def test_values_come_from_the_environment_and_overrides_win():
 
 
 @pytest.mark.parametrize("env, named", [
-    ({"EDGESCRIBE_PORT": "eighty"}, "EDGESCRIBE_PORT"),
+    ({"EDGESCRIBE_PORT": "eighty"}, "EDGESCRIBE_PORT must be an integer, got 'eighty'"),
+    ({"EDGESCRIBE_IDLE_TIMEOUT": "soon"}, "EDGESCRIBE_IDLE_TIMEOUT must be a number, got 'soon'"),
     ({"EDGESCRIBE_PORT": "70000"}, "EDGESCRIBE_PORT"),
     ({"EDGESCRIBE_MAX_REQUESTS": "0"}, "EDGESCRIBE_MAX_REQUESTS"),
     ({"EDGESCRIBE_IDLE_TIMEOUT": "-1"}, "EDGESCRIBE_IDLE_TIMEOUT"),
@@ -38,7 +41,7 @@ def test_bad_values_are_refused_naming_the_variable(env, named):
 
 
 def test_wrong_types_are_refused_even_in_code():
-    with pytest.raises(SettingsError, match="EDGESCRIBE_THREADS"):
+    with pytest.raises(SettingsError, match="EDGESCRIBE_THREADS must be an integer"):
         Settings(threads="4")
     with pytest.raises(SettingsError, match="EDGESCRIBE_MAX_STREAMS"):
         Settings(max_streams=True)
@@ -102,3 +105,18 @@ def test_serve_reports_bad_settings_and_models_in_one_line(monkeypatch, fake_uvi
     assert not fake_uvicorn  # nothing was started
     with pytest.raises(SystemExit):
         main(["serve", "--port", "eighty"])  # argparse's own check of the flag's type
+
+
+def test_healthcheck_names_a_bad_port_in_words(monkeypatch, capsys):
+    monkeypatch.setenv("EDGESCRIBE_PORT", "80a")
+    assert healthcheck.main() == 1
+    assert capsys.readouterr().err.strip() == "healthcheck: EDGESCRIBE_PORT must be an integer, got '80a'"
+
+
+def test_stream_sample_rate_takes_the_rates_a_stream_may_have():
+    assert Settings().stream_sample_rate == 16000  # the model's rate and the page's, not vosk-server's 8000
+    assert Settings(stream_sample_rate=RATES[0]).stream_sample_rate == 8000
+    assert Settings(stream_sample_rate=RATES[1]).stream_sample_rate == RATES[1]
+    for rate in (RATES[0] - 1, RATES[1] + 1):
+        with pytest.raises(SettingsError, match="EDGESCRIBE_STREAM_SAMPLE_RATE"):
+            Settings(stream_sample_rate=rate)

@@ -26,7 +26,7 @@ from model.recognize import Recognizer, Segment
 from service.app import build_recognizer, create_app
 from service.bench import stop_process
 from service.recognizer import PcmResampler
-from service.routes.stream import result_message
+from service.routes.stream import StreamConfig, result_message
 from service.server import make_server
 from service.settings import Settings
 
@@ -83,20 +83,38 @@ def pcm_chunks(samples: np.ndarray, chunk_samples: int) -> list[bytes]:
     return [data[i : i + step] for i in range(0, len(data), step)]
 
 
-def direct_vosk_replies(settings: Settings, chunks: Sequence[bytes], sample_rate: int = 16000,
+RESET = '{"reset" : 1}'  # spaced as vosk-server's clients send it
+
+
+def direct_vosk_replies(settings: Settings, chunks: Sequence[bytes | str], sample_rate: int = 16000,
                         hotwords: Sequence[str] = (), words: bool = True,
-                        phrase_list: Sequence[str] = ()) -> list[dict]:
-    """What a Vosk-protocol server must answer for these chunks: one reply each, then the final one."""
+                        phrase_list: Sequence[str] = (), alternatives: int = 0) -> list[dict]:
+    """What a Vosk-protocol server must answer for these chunks: one reply each, then the final one.
+
+    A chunk may be ``RESET``: the final result so far, then a fresh utterance on the same clock."""
     rec = recognizer(settings)
-    stream = rec.stream(hotwords, grammar=rec.grammar(phrase_list) if phrase_list else None)
-    resampler = PcmResampler(sample_rate, rec.sample_rate) if sample_rate != rec.sample_rate else None
+    grammar = rec.grammar(phrase_list) if phrase_list else None
+    config = StreamConfig(sample_rate, words, alternatives, tuple(phrase_list), tuple(hotwords))
+
+    def start(seconds: float):
+        resampler = PcmResampler(sample_rate, rec.sample_rate) if sample_rate != rec.sample_rate else None
+        return rec.stream(hotwords, grammar=grammar, alternatives=alternatives, start_seconds=seconds), resampler
+
+    def finish(stream, resampler) -> list[Segment]:
+        tail = stream.accept(resampler.flush()) if resampler else []
+        return tail + stream.finish()
+
+    stream, resampler = start(0.0)
     replies = []
     for chunk in chunks:
+        if chunk == RESET:
+            replies.append(result_message(finish(stream, resampler), config))
+            stream, resampler = start(stream.seconds)
+            continue
         samples = resampler.accept(chunk) if resampler else pcm16_to_float(chunk)
         segments = stream.accept(samples)
-        replies.append(result_message(segments, words) if segments else {"partial": stream.partial()})
-    tail = stream.accept(resampler.flush()) if resampler else []
-    replies.append(result_message(tail + stream.finish(), words))
+        replies.append(result_message(segments, config) if segments else {"partial": stream.partial()})
+    replies.append(result_message(finish(stream, resampler), config))
     return replies
 
 

@@ -1,5 +1,5 @@
 """Thin handlers: parse, call the engine, answer a schema."""
 
-from . import health, models, stream, transcriptions, web
+from . import docs, health, models, stream, transcriptions, web
 
-ROUTERS = (health.router, models.router, transcriptions.router, stream.router, web.router)
+ROUTERS = (health.router, models.router, transcriptions.router, stream.router, web.router, docs.router)

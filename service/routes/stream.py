@@ -1,18 +1,28 @@
 """WebSocket /v1/stream: live transcription speaking Vosk-server's protocol, so Vosk clients work unchanged.
 
 Client -> server:
-  optional first text message  {"config": {"sample_rate": 16000, "words": true, "phrase_list": ["..."]}}
+  optional first text message  {"config": {"sample_rate": 16000, "words": 1, "max_alternatives": 3,
+                                           "phrase_list": ["..."]}}
+                               words and max_alternatives as in vosk-server (words: any boolean or number;
+                               max_alternatives: 0 = plain results, cut to EDGESCRIBE_MAX_ALTERNATIVES);
                                phrase_list restricts the output to those phrases (Vosk's grammar mode;
                                "[unk]" allows anything else); "hotwords": ["..."] (our extension) only
                                biases decoding toward its words
-  binary messages              16-bit little-endian mono PCM at that rate (resampled here to the model's)
+  binary messages              16-bit little-endian mono PCM at that rate (resampled here to the model's);
+                               without a config, EDGESCRIBE_STREAM_SAMPLE_RATE (16000; vosk-server's is 8000)
+  text message                 {"reset": 1}: the final result of what was sent so far; the stream stays open
+                               and the next audio starts a fresh utterance, its times still counted from the
+                               stream's start
   text message                 {"eof": 1}
-Server -> client, exactly one reply per audio message, as Vosk does (its clients read one per send):
+Server -> client, exactly one reply per audio or reset message, as Vosk does (its clients read one per send):
   {"partial": "..."}                                                    while a phrase is open
   {"text": "...", "result": [{"word", "start", "end", "conf"}, ...]}    when a pause closes one
-and at eof the final {"text": ...} for whatever is left, then the server closes (1000); when the server
-shuts down, the same final text, then close 1001 (going away).
-Times are seconds from the start of the stream. "result" is left out when the config says "words": false.
+  {"alternatives": [{"text", "confidence", "result": [{"word", "start", "end"}]}, ...]}
+                                                                        instead, with max_alternatives
+and at eof the final result for whatever is left, then the server closes (1000); when the server
+shuts down, the same final result, then close 1001 (going away).
+Times are seconds from the start of the stream. "result" is left out when the config says "words": false,
+and from an empty result ({"text": ""}), as Vosk leaves it out.
 Failures send {"error": {...}} and close with the code from service/errors.py.
 """
 
@@ -22,17 +32,16 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from model.audio import AudioTooLong
+from model.audio import RATES, AudioTooLong
 from model.recognize import Segment
 
 from ..deps import EngineDep, SettingsDep, check_api_key
-from ..errors import BadField, ClientGone, IdleTimeout, UploadTooLarge, close_label, close_websocket
+from ..errors import BadField, IdleTimeout, UploadTooLarge, close_label, close_websocket, send_within
 from ..recognizer import Engine, Session
 from ..settings import Settings
 
@@ -40,45 +49,76 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 ENDPOINT = "/v1/stream"
-DEFAULT_SAMPLE_RATE = 16000  # what the model wants; Vosk's own clients say so in their config anyway
-SAMPLE_RATES = (8000, 192000)  # telephone audio up to studio rates; outside this a client is confused
+
+
+def _whole_number(value: object) -> int | None:
+    """JSON's 16000 or 16000.0 as an int; None for anything else (booleans included)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # some clients send 16000.0
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
 class StreamConfig:
-    sample_rate: int = DEFAULT_SAMPLE_RATE
+    sample_rate: int = 16000
     words: bool = True  # vosk-server's default (VOSK_SHOW_WORDS)
+    max_alternatives: int = 0  # vosk-server's default (VOSK_ALTERNATIVES): plain results
     phrase_list: tuple[str, ...] = field(default_factory=tuple)  # a grammar, as in vosk-server
     hotwords: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
-    def parse(cls, raw: object) -> StreamConfig:
+    def parse(cls, raw: object, settings: Settings) -> StreamConfig:
         if not isinstance(raw, dict):
             raise BadField('config must be an object: {"config": {"sample_rate": 16000}}', "config")
-        rate = raw.get("sample_rate", DEFAULT_SAMPLE_RATE)
-        if isinstance(rate, float) and rate.is_integer():
-            rate = int(rate)  # some clients send 16000.0
-        if not isinstance(rate, int) or isinstance(rate, bool) or not SAMPLE_RATES[0] <= rate <= SAMPLE_RATES[1]:
-            raise BadField(f"sample_rate must be a whole number of Hz from {SAMPLE_RATES[0]} to {SAMPLE_RATES[1]}, "
-                           f"got {rate!r}", "sample_rate")
+        rate = _whole_number(raw.get("sample_rate", settings.stream_sample_rate))
+        if rate is None or not RATES[0] <= rate <= RATES[1]:
+            raise BadField(f"sample_rate must be a whole number of Hz from {RATES[0]} to {RATES[1]}, "
+                           f"got {raw.get('sample_rate')!r}", "sample_rate")
         words = raw.get("words", True)
-        if not isinstance(words, bool):
-            raise BadField(f"words must be true or false, got {words!r}", "words")
+        if not isinstance(words, bool | int | float):  # vosk-server takes bool(words); a string would be ambiguous
+            raise BadField(f"words must be true/false or 1/0, got {words!r}", "words")
+        alternatives = _whole_number(raw.get("max_alternatives", 0))
+        if alternatives is None or alternatives < 0:
+            raise BadField(f"max_alternatives must be a whole number, 0 or more, got {raw.get('max_alternatives')!r}",
+                           "max_alternatives")
         lists = []
         for name in ("phrase_list", "hotwords"):
             items = raw.get(name, [])
             if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
                 raise BadField(f"{name} must be a list of strings", name)
             lists.append(tuple(items))
-        return cls(rate, words, *lists)
+        # More alternatives than the server's limit are cut to it, as Vosk gives "up to" the number asked.
+        return cls(rate, bool(words), min(alternatives, settings.max_alternatives), *lists)
 
 
-def result_message(segments: list[Segment], words: bool) -> dict:
+def result_message(segments: list[Segment], config: StreamConfig) -> dict:
+    """A final result in Vosk's shape: text and (with words) the words' times and confidences, or the
+    n best alternatives. Vosk leaves "result" out of an empty result."""
+    if config.max_alternatives:
+        return {"alternatives": _alternatives(segments, config.words)}
     message: dict = {"text": " ".join(s.text for s in segments if s.text)}
-    if words:
-        message["result"] = [{"conf": w.confidence, "end": w.end, "start": w.start, "word": w.word}
-                             for s in segments for w in s.words]
+    words = [{"conf": w.confidence, "end": w.end, "start": w.start, "word": w.word} for s in segments for w in s.words]
+    if config.words and words:
+        message["result"] = words
     return message
+
+
+def _alternatives(segments: list[Segment], words: bool) -> list[dict]:
+    """Vosk's alternatives: text, confidence (the search's log-score, as Vosk's is its lattice's: higher is
+    better, comparable only within one answer) and, with words, their times. Where one reply closes
+    several segments, alternative k joins each segment's k-th best (or its last, where it has fewer)."""
+    if not segments:
+        return [{"text": "", "confidence": 1.0}]  # vosk-server's empty answer (its StoreEmptyReturn)
+    out = []
+    for k in range(max(len(s.alternatives) for s in segments)):
+        picks = [s.alternatives[min(k, len(s.alternatives) - 1)] for s in segments]
+        entry: dict = {"confidence": round(sum(h.score for h in picks), 4),
+                       "text": " ".join(h.transcript.text for h in picks if h.transcript.text)}
+        times = [{"end": w.end, "start": w.start, "word": w.word} for h in picks for w in h.transcript.words]
+        if words and times:
+            entry["result"] = times
+        out.append(entry)
+    return out
 
 
 async def _receive(ws: WebSocket, deadline: float, draining: asyncio.Event) -> dict | None:
@@ -116,24 +156,11 @@ def _check_pace(session: Session | None, started: float, settings: Settings) -> 
                           f"(EDGESCRIBE_MIN_STREAM_REALTIME): send live audio as it is captured")
 
 
-async def _bounded(sending: Awaitable[None], settings: Settings) -> None:
-    """Send (a reply or the close), giving up on a client that has taken nothing for ``idle_timeout`` s.
-
-    A client that stops reading fills the socket buffers, and then a send waits for ever: the idle
-    timeout watches only receives, and uvicorn's keep-alive pings queue behind the same full buffer,
-    so without this bound such a client would hold its stream slot until the process ends.
-    """
-    try:
-        await asyncio.wait_for(sending, timeout=settings.idle_timeout)
-    except asyncio.TimeoutError:
-        raise ClientGone(f"the client read no replies for {settings.idle_timeout:g} s") from None
-
-
 async def _finish(ws: WebSocket, session: Session | None, config: StreamConfig, settings: Settings,
                   code: int) -> None:
     segments = [] if session is None else await session.finish()
-    await _bounded(ws.send_json(result_message(segments, config.words)), settings)
-    await _bounded(ws.close(code), settings)
+    await send_within(ws.send_json(result_message(segments, config)), settings.idle_timeout)
+    await send_within(ws.close(code), settings.idle_timeout)
 
 
 async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session | None:
@@ -142,7 +169,7 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
     Only audio (and eof) keeps a stream alive: the idle deadline counts from the last audio message, so a
     client that repeats its config, or sends audio at a trickle, cannot hold a stream slot for ever.
     """
-    config = StreamConfig()
+    config = StreamConfig(sample_rate=settings.stream_sample_rate)
     grammar = None
     session: Session | None = None
     started = last_audio = time.monotonic()
@@ -160,26 +187,32 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
             except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
                 obj = None
             if not isinstance(obj, dict):
-                raise BadField('text messages must be JSON: {"config": {...}} first, or {"eof": 1} to finish')
+                raise BadField('text messages must be JSON: {"config": {...}} first, {"reset": 1}, or {"eof": 1} '
+                               'to finish')
             if "config" in obj:
                 if session is not None:
                     raise BadField("config must come before the first audio message", "config")
-                config = StreamConfig.parse(obj["config"])
+                config = StreamConfig.parse(obj["config"], settings)
                 grammar = engine.grammar(config.phrase_list)  # a bad phrase list fails here, not at first audio
                 continue
             if "eof" in obj:
                 await _finish(ws, session, config, settings, 1000)
                 return session
-            raise BadField('unknown message: send {"config": {...}}, binary PCM audio, or {"eof": 1}')
+            if "reset" in obj:  # vosk-server: the final result so far, and the stream goes on
+                segments = [] if session is None else await session.reset()
+                await send_within(ws.send_json(result_message(segments, config)), settings.idle_timeout)
+                continue
+            raise BadField('unknown message: send {"config": {...}}, binary PCM audio, {"reset": 1} or {"eof": 1}')
         if len(data) > settings.max_message_bytes:
             raise UploadTooLarge(f"a message of {len(data)} bytes is over the limit of {settings.max_message_bytes}: "
                                  f"send smaller chunks (0.1-0.5 s of audio each is typical)")
         last_audio = time.monotonic()
         if session is None:
-            session = engine.session(config.sample_rate, engine.hotwords(config.hotwords), grammar)
+            session = engine.session(config.sample_rate, engine.hotwords(config.hotwords), grammar,
+                                     config.max_alternatives)
         segments, partial = await session.accept(data)
-        reply = result_message(segments, config.words) if segments else {"partial": partial}
-        await _bounded(ws.send_json(reply), settings)
+        reply = result_message(segments, config) if segments else {"partial": partial}
+        await send_within(ws.send_json(reply), settings.idle_timeout)
 
 
 @router.websocket(ENDPOINT)

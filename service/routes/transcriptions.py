@@ -5,6 +5,9 @@ is bounded while it streams in (413 as soon as it passes ``max_upload_bytes``, b
 stored), and so that every bad field is a 400 saying what to send instead. The file part is spooled
 by Starlette to an anonymous temporary file (memory up to 1 MiB, then disk): its name is never the
 client's, and it is closed as soon as the answer is ready, whatever happens.
+
+``stream=true`` answers OpenAI's server-sent events instead (``service/events.py``); the response then
+holds the request's slot and its file until its last event.
 """
 
 from __future__ import annotations
@@ -25,12 +28,16 @@ from model.formats import full_text, to_srt, to_vtt
 
 from ..deps import ApiKey, EngineDep, SettingsDep
 from ..errors import BadField, IdleTimeout, UploadTooLarge
+from ..events import TranscriptEvents
 from ..recognizer import Transcription
 from ..settings import Settings
 
 router = APIRouter(dependencies=[ApiKey])
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+# OpenAI's transcript events carry text only, so only the formats that are text alone can be streamed.
+STREAM_FORMATS = ("json", "text")
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False, "": False}  # form fields are text
 GRANULARITIES = ("segment", "word")
 LANGUAGES = ("", "en")  # the model is English-only; "" means "not given"
 MAX_FORM_FIELDS = 32  # model, language, prompt, response_format, temperature, granularities...: far below this
@@ -50,6 +57,10 @@ _FORM_SCHEMA = {
                                 "description": "restrict the transcript to these phrases (grammar mode; "
                                                "'[unk]' allows anything else); repeat the field per phrase"},
                 "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
+                "stream": {"type": "boolean", "default": False,
+                           "description": "answer server-sent events as segments are decoded "
+                                          "(transcript.text.delta, then transcript.text.done); "
+                                          "response_format json or text only"},
                 "temperature": {"type": "number", "description": "accepted and ignored (decoding is beam search)"},
                 "timestamp_granularities[]": {"type": "array", "items": {"type": "string",
                                                                           "enum": list(GRANULARITIES)}},
@@ -67,6 +78,7 @@ class TranscriptionParams:
     phrase_list: tuple[str, ...]
     response_format: str
     granularities: frozenset[str]
+    stream: bool
 
     @classmethod
     def from_form(cls, form: FormData) -> TranscriptionParams:
@@ -93,7 +105,15 @@ class TranscriptionParams:
             raise BadField(f"timestamp_granularities {unknown} unknown: use 'segment' and/or 'word'",
                            "timestamp_granularities[]")
         phrases = tuple(_texts(form, "phrase_list") + _texts(form, "phrase_list[]"))
-        return cls(file, language, _text(form, "prompt"), phrases, response_format, frozenset(granularities))
+        stream = BOOLEANS.get(_text(form, "stream").strip().lower())
+        if stream is None:
+            raise BadField(f"stream must be true or false, got {_text(form, 'stream')!r}", "stream")
+        if stream and response_format not in STREAM_FORMATS:
+            raise BadField(f"stream=true answers transcript.text events, which carry text only: use response_format "
+                           f"{' or '.join(STREAM_FORMATS)} with it, or leave stream out for {response_format}",
+                           "stream")
+        return cls(file, language, _text(form, "prompt"), phrases, response_format, frozenset(granularities),
+                   stream)
 
 
 def _texts(form: FormData, name: str) -> list[str]:
@@ -171,12 +191,17 @@ async def _disconnected(receive: Receive) -> None:
 
 @router.post("/v1/audio/transcriptions", openapi_extra=_FORM_SCHEMA, response_model=None)
 async def create_transcription(request: Request, engine: EngineDep, settings: SettingsDep) -> Response:
-    with engine.requests.hold():  # refuse (503) before reading a byte of the upload
-        async with read_form(request, settings) as form:
-            params = TranscriptionParams.from_form(form)
-            hotwords = engine.hotwords(params.prompt.split())
-            grammar = engine.grammar(params.phrase_list)
-            result = await engine.transcribe(params.file.file, hotwords, _disconnected(request.receive), grammar)
+    async with contextlib.AsyncExitStack() as held:
+        held.enter_context(engine.requests.hold())  # refuse (503) before reading a byte of the upload
+        form = await held.enter_async_context(read_form(request, settings))
+        params = TranscriptionParams.from_form(form)
+        hotwords = engine.hotwords(params.prompt.split())
+        grammar = engine.grammar(params.phrase_list)
+        if params.stream:
+            segments = engine.transcribe_segments(params.file.file, hotwords, _disconnected(request.receive), grammar)
+            held.push_async_callback(segments.aclose)  # first of all: stop the work, then close the file
+            return TranscriptEvents(segments, settings.idle_timeout, held.pop_all())  # it holds them from here
+        result = await engine.transcribe(params.file.file, hotwords, _disconnected(request.receive), grammar)
     return render(result, params)
 
 
