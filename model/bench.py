@@ -194,7 +194,10 @@ def current_rss_bytes() -> int | None:
 
 def peak_rss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports kB, macOS bytes
+    peak = peak if sys.platform == "darwin" else peak * 1024  # Linux reports kB, macOS bytes
+    # Linux folds each thread's page counts into the high-water mark in batches, so it can lag the
+    # exact count in /proc by a few pages: a peak is never below what is resident now.
+    return max(peak, current_rss_bytes() or 0)
 
 
 def count_parameters(network: Network) -> ParameterCount:

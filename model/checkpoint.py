@@ -1,27 +1,20 @@
 """One self-describing model file, and the checksummed container that training checkpoints share.
 
-Container layout (all integers little-endian):
-    8 bytes  magic b"EDGESCRB"
-    4 bytes  container version (uint32)
-    8 bytes  payload length (uint64)
-    32 bytes SHA-256 of the payload
-    payload  ``torch.save`` of a dict of plain tensors, strings, numbers, lists and dicts
-
-The payload loads with ``torch.load(weights_only=True)``: no pickled code runs, ever. The checksum is
-checked first, so a truncated or corrupted file is refused with a message, never half-loaded.
+The container (magic, version, length, SHA-256, then a ``torch.save`` payload) is ``container.py``'s,
+which reads it without torch too; here the payload loads with ``torch.load(weights_only=True)``: no
+pickled code runs, ever. The checksum is checked first, so a truncated or corrupted file is refused
+with a message, never half-loaded.
 
 A model payload holds: format version, feature/network/decoding configs, the vocabulary, every
-tensor with its codec (see ``compress.py``; normalisation statistics included), and metadata
-(how it was trained).
+tensor with its codec (see ``compress.py``; normalisation statistics included), metadata (how it
+was trained) and, from ``edgescribe export``, the streaming step as an ONNX graph (``"onnx"``, see
+``onnx_export.py``) that serves without torch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
-import struct
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,67 +23,31 @@ import torch
 
 from . import compress
 from .config import DecodingConfig, FeatureConfig, NetworkConfig, to_dict
+from .container import (  # noqa: F401  (re-exported: where callers have always found them)
+    CONTAINER_VERSION,
+    DEFAULT_MODEL,
+    MAGIC,
+    CheckpointError,
+    atomic_write_bytes,
+    pack,
+    read_body,
+)
 from .network import Network
 from .tokens import Vocabulary
 
-MAGIC = b"EDGESCRB"
-CONTAINER_VERSION = 1
 MODEL_FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sIQ32s")
-DEFAULT_MODEL = Path(__file__).parent / "assets" / "default.esm"
-
-
-class CheckpointError(ValueError):
-    """The file is not a readable EdgeScribe checkpoint; the message says why."""
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``.
-
-    A crash or a full disk leaves the previous file intact: never a half-written one under the name.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes files owner-only; a model is meant to be shared and shipped
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_container(path: str | os.PathLike, payload: dict[str, Any]) -> int:
     buf = io.BytesIO()
     torch.save(payload, buf)
-    body = buf.getvalue()
-    header = _HEADER.pack(MAGIC, CONTAINER_VERSION, len(body), hashlib.sha256(body).digest())
-    atomic_write_bytes(path, header + body)
-    return _HEADER.size + len(body)
+    data = pack(buf.getvalue())
+    atomic_write_bytes(path, data)
+    return len(data)
 
 
 def read_container(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from e
-    if len(raw) < _HEADER.size:
-        raise CheckpointError(f"{path}: too short to be an EdgeScribe checkpoint ({len(raw)} bytes)")
-    magic, version, length, digest = _HEADER.unpack_from(raw)
-    if magic != MAGIC:
-        raise CheckpointError(f"{path}: not an EdgeScribe checkpoint (bad magic bytes)")
-    if version > CONTAINER_VERSION:
-        raise CheckpointError(f"{path}: container version {version} is newer than this EdgeScribe supports")
-    body = raw[_HEADER.size :]
-    if len(body) != length:
-        raise CheckpointError(f"{path}: truncated: {len(body)} of {length} payload bytes present")
-    if hashlib.sha256(body).digest() != digest:
-        raise CheckpointError(f"{path}: checksum mismatch: the file is corrupted")
+    body = read_body(path)
     try:
         return torch.load(io.BytesIO(body), weights_only=True, map_location="cpu")
     except Exception as e:  # the checksum passed, so this is a foreign or incompatible payload
@@ -119,9 +76,14 @@ class ModelBundle:
         return cls(Network(network_cfg), features, vocab)
 
 
-def model_payload(bundle: ModelBundle, codec: str = "fp32") -> dict[str, Any]:
-    tensors = compress.compress_state_dict(bundle.network.state_dict(), codec)
-    return {
+def model_payload(bundle: ModelBundle, codec: str = "fp32", onnx: str | None = None,
+                  tensors: dict[str, dict] | None = None) -> dict[str, Any]:
+    """``onnx``: also store the streaming step as an ONNX graph with this quantisation ("none", "int8"),
+    traced from the weights as decoded, so both engines compute the same numbers. ``tensors``: weights
+    already encoded (kept as they are instead of encoding ``bundle``'s in ``codec``)."""
+    if tensors is None:
+        tensors = compress.compress_state_dict(bundle.network.state_dict(), codec)
+    payload = {
         "format": "edgescribe-model",
         "format_version": MODEL_FORMAT_VERSION,
         "feature_config": to_dict(bundle.features),
@@ -131,11 +93,19 @@ def model_payload(bundle: ModelBundle, codec: str = "fp32") -> dict[str, Any]:
         "tensors": tensors,
         "metadata": dict(bundle.metadata),
     }
+    if onnx is not None:
+        from .onnx_export import onnx_entry
+
+        decoded = Network(bundle.network.cfg)
+        decoded.load_state_dict(compress.decompress_state_dict(tensors))
+        payload["onnx"] = onnx_entry(decoded, onnx)
+    return payload
 
 
-def save_model(bundle: ModelBundle, path: str | os.PathLike, codec: str = "fp32") -> int:
-    """Write the model with every large tensor in ``codec``; returns the file size in bytes."""
-    return write_container(path, model_payload(bundle, codec))
+def save_model(bundle: ModelBundle, path: str | os.PathLike, codec: str = "fp32", onnx: str | None = None) -> int:
+    """Write the model with every large tensor in ``codec`` (and an ONNX graph of its step when ``onnx``
+    names a quantisation); returns the file size in bytes."""
+    return write_container(path, model_payload(bundle, codec, onnx))
 
 
 def bundle_from_payload(payload: dict[str, Any], origin: str = "checkpoint") -> ModelBundle:

@@ -13,7 +13,11 @@ are a few kB, and quantising them costs accuracy for nothing.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from . import weights
+from .weights import decode_array
 
 CODECS = ("fp32", "int8", "kmeans4")
 MIN_COMPRESSED_NUMEL = 1024  # below this a tensor stays fp32
@@ -58,8 +62,7 @@ def pack4(idx: torch.Tensor) -> torch.Tensor:
 
 
 def unpack4(packed: torch.Tensor, numel: int) -> torch.Tensor:
-    out = torch.stack([packed & 0x0F, packed >> 4], dim=1).reshape(-1)
-    return out[:numel].long()
+    return torch.from_numpy(weights.unpack4(packed.numpy(), numel))
 
 
 def encode(tensor: torch.Tensor, codec: str) -> dict[str, torch.Tensor | str | list[int]]:
@@ -79,17 +82,9 @@ def encode(tensor: torch.Tensor, codec: str) -> dict[str, torch.Tensor | str | l
 
 
 def decode(entry: dict) -> torch.Tensor:
-    codec, shape = entry["codec"], tuple(entry["shape"])
-    numel = 1
-    for d in shape:
-        numel *= d
-    if codec == "fp32":
-        return entry["data"].float().reshape(shape)
-    if codec == "int8":
-        return (entry["data"].float() * entry["scale"][:, None]).reshape(shape)
-    if codec == "kmeans4":
-        return entry["codebook"][unpack4(entry["data"], numel)].reshape(shape)
-    raise ValueError(f"unknown codec {codec!r} in checkpoint")
+    """Back to a float tensor (``weights.decode_array``, the one decoder, shared with the torch-free runtime)."""
+    arrays = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in entry.items()}
+    return torch.from_numpy(np.ascontiguousarray(decode_array(arrays)))
 
 
 def encoded_bytes(entry: dict) -> int:

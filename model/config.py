@@ -76,5 +76,10 @@ class DecodingConfig:
         return _from_dict(cls, data)
 
 
+# What may run the network when serving (``runtime.load_serving_model``): "auto" takes ONNX Runtime
+# where the model file has an ONNX graph and onnxruntime is installed, torch otherwise.
+ENGINES = ("auto", "onnxruntime", "torch")
+
+
 def to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)

@@ -1,7 +1,9 @@
 """CTC decoding: greedy and prefix beam search, with word timings and confidences. No parameters.
 
-Both decoders take per-frame log-probabilities (T', V) from the network and return a
-``Transcript``. Times are seconds from the start of the stream: ``frame_offset`` shifts a chunk's
+Both decoders take per-frame log-probabilities (T', V) from the network, a NumPy array (or anything
+``np.asarray`` takes: a CPU torch tensor from training or evaluation), and return a
+``Transcript``. Nothing here imports torch: it is the decoding of both serving engines.
+Times are seconds from the start of the stream: ``frame_offset`` shifts a chunk's
 frames onto the stream clock, ``frame_seconds`` is the network's output frame period (40 ms).
 """
 
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Protocol
 
-import torch
+import numpy as np
 
 from .config import DecodingConfig
 from .tokens import Vocabulary
@@ -83,9 +85,18 @@ def words_from_emissions(
     return Transcript(" ".join(w.word for w in words), tuple(words))
 
 
-def greedy_emissions(log_probs: torch.Tensor) -> list[Emission]:
+def as_log_probs(log_probs: object) -> np.ndarray:
+    """(T', V) float32 NumPy from an array or a torch tensor (detached and moved to the CPU first)."""
+    if hasattr(log_probs, "detach"):  # a torch tensor, recognised without importing torch
+        log_probs = log_probs.detach().cpu().numpy()
+    return np.asarray(log_probs, dtype=np.float32)
+
+
+def greedy_emissions(log_probs: np.ndarray) -> list[Emission]:
     """(T', V) -> the characters of the best path, repeats merged and blanks removed."""
-    best_lp, best = log_probs.max(dim=-1)
+    log_probs = as_log_probs(log_probs)
+    best = log_probs.argmax(axis=-1)
+    best_lp = np.take_along_axis(log_probs, best[:, None], axis=-1)[:, 0]
     out: list[Emission] = []
     prev = 0
     for t, (sym, lp) in enumerate(zip(best.tolist(), best_lp.tolist(), strict=True)):
@@ -95,7 +106,7 @@ def greedy_emissions(log_probs: torch.Tensor) -> list[Emission]:
     return out
 
 
-def greedy_decode(log_probs: torch.Tensor, vocab: Vocabulary, frame_offset: int = 0) -> Transcript:
+def greedy_decode(log_probs: np.ndarray, vocab: Vocabulary, frame_offset: int = 0) -> Transcript:
     return words_from_emissions(greedy_emissions(log_probs), vocab, frame_offset)
 
 
@@ -310,8 +321,9 @@ class BeamSearch:
         root = _Prefix(0, (), "", 0.0, state, 0)
         return BeamState(root, {root: _Beam(blank=0.0)})
 
-    def advance(self, search: BeamState, log_probs: torch.Tensor) -> BeamState:
+    def advance(self, search: BeamState, log_probs: np.ndarray) -> BeamState:
         """Consume (T', V) log-probabilities; ``search`` is updated in place and returned."""
+        log_probs = as_log_probs(log_probs)
         space = self.vocab.space_id
         prune = self.cfg.prune_log_prob
         beam_size = self.cfg.beam_size
@@ -322,9 +334,11 @@ class BeamSearch:
         # A constraint needs its own symbols whatever their rank, and bounds the branching itself.
         k = log_probs.shape[1] - 1 if self.constraint is not None else min(MAX_SYMBOLS_PER_FRAME,
                                                                             log_probs.shape[1] - 1)
-        top_lp, top_sym = log_probs[:, 1:].topk(k, dim=-1)  # (T', k), best first
-        top_sym = (top_sym + 1).tolist()
-        floors = (log_probs.max(dim=-1).values + prune).tolist()
+        symbols = log_probs[:, 1:]
+        order = np.argsort(-symbols, axis=-1, kind="stable")[:, :k]  # (T', k), best first, ties by id
+        top_lp = np.take_along_axis(symbols, order, axis=-1)
+        top_sym = (order + 1).tolist()
+        floors = (log_probs.max(axis=-1) + prune).tolist()
         max_gain = self._max_gain()
         for lp, syms, lps, floor in zip(log_probs.tolist(), top_sym, top_lp.tolist(), floors, strict=True):
             t = search.frames
@@ -434,5 +448,5 @@ class BeamSearch:
                 out.append(Hypothesis(t, score))
         return out
 
-    def decode(self, log_probs: torch.Tensor, frame_offset: int = 0) -> Transcript:
+    def decode(self, log_probs: np.ndarray, frame_offset: int = 0) -> Transcript:
         return self.best(self.advance(self.start(), log_probs), frame_offset)

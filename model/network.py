@@ -13,11 +13,9 @@ import torch
 from torch import nn
 
 from .config import NetworkConfig
-from .state import StreamState
+from .state import RECEPTIVE_FIELD, SUBSAMPLING, StreamState
 
-# Input frames one output frame needs: receptive field of two (kernel 3, stride 2) convolutions.
-RECEPTIVE_FIELD = 7
-SUBSAMPLING = 4
+__all__ = ["RECEPTIVE_FIELD", "SUBSAMPLING", "Network", "output_lengths"]
 
 
 def output_lengths(lengths: torch.Tensor) -> torch.Tensor:
@@ -123,13 +121,33 @@ class Network(nn.Module):
 
     def step(self, chunk: torch.Tensor, state: StreamState) -> tuple[torch.Tensor, StreamState]:
         """(B, t, F) new feature frames + state -> (B, t', V) log-probs for the frames now complete."""
-        buf = torch.cat([state.pending, chunk], dim=1)
-        n_out = int(output_lengths(torch.tensor(buf.shape[1])))
-        if n_out == 0:
-            empty = buf.new_zeros(buf.shape[0], 0, self.cfg.vocab_size)
-            return empty, StreamState(buf, state.hidden, state.cell, state.frames_out)
-        used = (n_out - 1) * SUBSAMPLING + RECEPTIVE_FIELD
-        x = self.front(self.normalize(buf[:, :used]))
-        log_probs, h, c = self._encode(x, state.hidden, state.cell)
-        rest = buf[:, n_out * SUBSAMPLING :]
-        return log_probs, StreamState(rest, h, c, state.frames_out + n_out)
+        log_probs, rest, h, c = self.stream_step(chunk, state.pending, state.hidden, state.cell)
+        return log_probs, StreamState(rest, h, c, state.frames_out + log_probs.shape[1])
+
+    def stream_step(
+        self, chunk: torch.Tensor, pending: torch.Tensor, hidden: torch.Tensor, cell: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``step`` on plain tensors: (chunk, pending, hidden, cell) -> (log_probs, pending, hidden, cell).
+
+        This is what ``model/onnx_export.py`` exports, so it has no Python branch on a shape: how many
+        frames are complete (n_out, possibly 0) is computed with tensor ops, and the graph then holds for
+        any chunk size. The buffer gets RECEPTIVE_FIELD padding frames so the convolutions always
+        give at least one frame; only the first n_out are real (a frame sees only its own 7 inputs),
+        and with n_out = 0 the recurrent state is passed through unchanged.
+        """
+        buf = torch.cat([pending, chunk], dim=1)  # (B, T, F)
+        # A shape as a tensor, not a Python int, so the ONNX trace keeps it symbolic.
+        total = torch._shape_as_tensor(buf)[1]
+        n_out = torch.clamp(torch.div(total - RECEPTIVE_FIELD, SUBSAMPLING, rounding_mode="floor") + 1, min=0)
+        x = self.normalize(buf)
+        x = torch.cat([x, x.new_zeros(x.shape[0], RECEPTIVE_FIELD, x.shape[2])], dim=1)
+        x = self.front(x)  # (B, >= max(n_out, 1), H)
+        x = torch.index_select(x, 1, torch.arange(torch.clamp(n_out, min=1)))
+        log_probs, h, c = self._encode(x, hidden, cell)
+        emitted = n_out > 0
+        h = torch.where(emitted, h, hidden)
+        if c is not None:
+            c = torch.where(emitted, c, cell)
+        log_probs = torch.index_select(log_probs, 1, torch.arange(n_out))  # (B, n_out, V)
+        rest = torch.index_select(buf, 1, torch.arange(n_out * SUBSAMPLING, total))
+        return log_probs, rest, h, c

@@ -4,6 +4,9 @@ One ``Recognizer`` holds the shared model; each ``Stream`` owns its own explicit
 buffer, network state, the current segment's log-probs). Whole files go through the same streaming
 path in bounded chunks, so a long file needs bounded memory and comes out already split into
 segments at pauses.
+
+Everything here is NumPy: the network runs on whichever engine the model was loaded for
+(``acoustic.py``: torch or ONNX Runtime), so serving on ONNX Runtime never imports torch.
 """
 
 from __future__ import annotations
@@ -11,16 +14,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from .checkpoint import ModelBundle
+from .acoustic import Acoustic, TorchAcoustic
 from .config import DecodingConfig
 from .ctc import FRAME_SECONDS, BeamSearch, BeamState, Hypothesis, Transcript, Word, WordScorer, greedy_decode
-from .features import FbankExtractor, StreamingFbank
+from .fbank import Fbank, StreamingFbank
 from .grammar import Grammar
-from .network import RECEPTIVE_FIELD
+from .state import RECEPTIVE_FIELD
+
+if TYPE_CHECKING:
+    from .checkpoint import ModelBundle
+    from .runtime import ServingModel
 
 ENDPOINT_SECONDS = 0.6  # a pause this long after speech closes a segment (Vosk/Kaldi use 0.5-1.0 s)
 MAX_SEGMENT_SECONDS = 30.0  # bounds a segment's memory and latency when nobody pauses
@@ -38,21 +45,35 @@ class Segment:
     alternatives: tuple[Hypothesis, ...] = ()
 
 
-class Recognizer:
-    """The shared, read-only part: model, feature extractor and decoding settings."""
+def acoustic_of(model: Any) -> Acoustic:
+    """A ``ServingModel``'s engine, or a torch ``ModelBundle``'s network on the torch engine."""
+    acoustic = getattr(model, "acoustic", None)
+    return acoustic if acoustic is not None else TorchAcoustic(model.network)
 
-    def __init__(self, bundle: ModelBundle, decoding: DecodingConfig | None = None, lm: WordScorer | None = None):
+
+class Recognizer:
+    """The shared, read-only part: model, feature extractor and decoding settings.
+
+    ``bundle`` is a ``runtime.ServingModel`` (any engine) or a ``checkpoint.ModelBundle`` (torch).
+    """
+
+    def __init__(self, bundle: ServingModel | ModelBundle, decoding: DecodingConfig | None = None,
+                 lm: WordScorer | None = None):
         self.bundle = bundle
-        self.network = bundle.network.eval()
-        self.extractor = FbankExtractor(bundle.features)
+        self.acoustic = acoustic_of(bundle)
+        self.extractor = Fbank(bundle.features)
         self.decoding = decoding or bundle.decoding
         self.lm = lm
+
+    @property
+    def engine(self) -> str:
+        return self.acoustic.engine
 
     @property
     def sample_rate(self) -> int:
         return self.bundle.features.sample_rate
 
-    def decode(self, log_probs: torch.Tensor, frame_offset: int = 0, hotwords: Sequence[str] = (),
+    def decode(self, log_probs: np.ndarray, frame_offset: int = 0, hotwords: Sequence[str] = (),
                grammar: Grammar | None = None) -> Transcript:
         """``grammar``: decode to one of its phrases (or "[unk]", or nothing) instead of free text."""
         search = self.beam_search(hotwords, grammar)
@@ -114,11 +135,11 @@ class Stream:
         self.search = recognizer.beam_search(self.hotwords, grammar)
         self.beam: BeamState | None = None
         self.fbank = StreamingFbank(recognizer.extractor)
-        self.state = recognizer.network.initial_state(1)
+        self.state = recognizer.acoustic.initial_state()
         self.endpoint_frames = max(1, round(endpoint_seconds / FRAME_SECONDS))
         self.max_frames = round(MAX_SEGMENT_SECONDS / FRAME_SECONDS)
         self.segment_start = 0  # output frame where the current segment starts
-        self.log_probs: list[torch.Tensor] = []  # the current segment's (t, V) pieces
+        self.log_probs: list[np.ndarray] = []  # the current segment's (t, V) pieces
         self.next_id = 0
         self.samples_seen = 0
 
@@ -127,38 +148,37 @@ class Stream:
         """Where the stream's clock stands: ``start_seconds`` plus the audio accepted."""
         return self.start_seconds + self.samples_seen / self.rec.sample_rate
 
-    def _frames(self) -> torch.Tensor:
+    def _frames(self) -> np.ndarray:
         if not self.log_probs:
-            return torch.zeros(0, len(self.rec.bundle.vocab))
+            return np.zeros((0, len(self.rec.bundle.vocab)), np.float32)
         if len(self.log_probs) > 1:
-            self.log_probs = [torch.cat(self.log_probs)]
+            self.log_probs = [np.concatenate(self.log_probs)]
         return self.log_probs[0]
 
     def accept(self, samples: np.ndarray) -> list[Segment]:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         self.samples_seen += samples.size
-        feats = self.fbank.accept(torch.from_numpy(samples))
+        feats = self.fbank.accept(samples)
         if feats.shape[0] == 0:
             return []
-        with torch.inference_mode():
-            out, self.state = self.rec.network.step(feats.unsqueeze(0), self.state)
-        if out.shape[1]:
-            self.log_probs.append(out[0])
+        out, self.state = self.rec.acoustic.step(feats, self.state)
+        if out.shape[0]:
+            self.log_probs.append(out)
         return self._endpoints()
 
     def _endpoints(self) -> list[Segment]:
         frames = self._frames()
         if frames.shape[0] == 0:
             return []
-        best = frames.argmax(dim=-1)
+        best = frames.argmax(axis=-1)
         speech = (best != 0) & (best != self.rec.bundle.vocab.space_id)
-        if not bool(speech.any()):
+        if not speech.any():
             # Only silence so far: drop it, keep the segment start moving, hold no memory.
             self.segment_start += frames.shape[0]
             self.log_probs = []
             self.beam = None
             return []
-        last_speech = int(speech.nonzero()[-1])
+        last_speech = int(np.flatnonzero(speech)[-1])
         trailing = frames.shape[0] - 1 - last_speech
         if trailing >= self.endpoint_frames or frames.shape[0] >= self.max_frames:
             return self._close(frames.shape[0])
@@ -200,7 +220,7 @@ class Stream:
             dataclasses.replace(w, start=min(round(w.start + shift, 3), limit), end=min(round(w.end + shift, 3), limit))
             for w in t.words))
 
-    def _advance_beam(self, search: BeamSearch, frames: torch.Tensor) -> BeamState:
+    def _advance_beam(self, search: BeamSearch, frames: np.ndarray) -> BeamState:
         if self.beam is None:
             self.beam = search.start()
         return search.advance(self.beam, frames[self.beam.frames :])
@@ -215,9 +235,9 @@ class Stream:
     def finish(self) -> list[Segment]:
         """End of audio: flush the front end with silence-free padding and close the last segment."""
         tail = self.fbank.pending
-        if tail.numel():
+        if tail.size:
             # Zero-pad the last partial analysis window so the final 25 ms are not dropped.
-            pad = self.rec.extractor.cfg.window_size - tail.numel()
+            pad = self.rec.extractor.cfg.window_size - tail.size
             if pad > 0:
                 self.accept(np.zeros(pad, dtype=np.float32))
                 self.samples_seen -= pad
@@ -225,10 +245,9 @@ class Stream:
         if pending:
             # The front end needs 7 frames of context: pad with the feature mean (zero after
             # normalisation) so the last frames are emitted.
-            fill = self.rec.network.feat_mean.expand(1, RECEPTIVE_FIELD - 1, -1)
-            with torch.inference_mode():
-                out, self.state = self.rec.network.step(fill, self.state)
-            if out.shape[1]:
-                self.log_probs.append(out[0])
+            fill = np.broadcast_to(self.rec.acoustic.feat_mean, (RECEPTIVE_FIELD - 1, self.rec.acoustic.feat_mean.size))
+            out, self.state = self.rec.acoustic.step(fill, self.state)
+            if out.shape[0]:
+                self.log_probs.append(out)
         n = self._frames().shape[0]
         return self._close(n) if n else []

@@ -7,15 +7,20 @@ The network is shared by every stream; each stream owns one ``StreamState`` and 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-import torch
+# Input frames one output frame needs: receptive field of two (kernel 3, stride 2) convolutions.
+RECEPTIVE_FIELD = 7
+SUBSAMPLING = 4  # input frames (10 ms) per output frame (40 ms)
 
 
 @dataclass
 class StreamState:
-    pending: torch.Tensor  # (B, n, F) feature frames the front end has not consumed yet (n < 7 after a step)
-    hidden: torch.Tensor  # (depth, B, H) recurrent state of each depth step
-    cell: torch.Tensor | None  # (depth, B, H) LSTM cell state; None for GRU
+    """The arrays are torch tensors for the torch engine and NumPy arrays for ONNX Runtime."""
+
+    pending: Any  # (B, n, F) feature frames the front end has not consumed yet (n < 7 after a step)
+    hidden: Any  # (depth, B, H) recurrent state of each depth step
+    cell: Any | None  # (depth, B, H) LSTM cell state; None for GRU
     frames_out: int = 0  # output frames emitted so far (40 ms each); gives word times from stream start
 
     @property
@@ -25,6 +30,8 @@ class StreamState:
 
 def stack_states(states: list[StreamState]) -> StreamState:
     """Batch streams that are at the same front-end phase (equal pending length) into one state."""
+    import torch  # batching is the torch engine's; a plain import here keeps this module torch-free
+
     if not states:
         raise ValueError("no states to stack")
     if len({s.pending.shape[1] for s in states}) != 1:

@@ -14,12 +14,12 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import torch
 from fastapi import FastAPI
 
-from model.checkpoint import DEFAULT_MODEL, ModelBundle, load_model
+from model.container import DEFAULT_MODEL
 from model.lm import NgramLM, load_lm_choice
 from model.recognize import Recognizer
+from model.runtime import ServingModel, load_serving_model
 
 from . import errors
 from .metrics import Metrics, RequestCounter
@@ -39,7 +39,7 @@ def language_model(choice: str) -> NgramLM | None:
     return load_lm_choice(choice)
 
 
-def build_recognizer(bundle: ModelBundle, settings: Settings) -> Recognizer:
+def build_recognizer(bundle: ServingModel, settings: Settings) -> Recognizer:
     decoding = bundle.decoding
     if settings.beam_size is not None:
         decoding = dataclasses.replace(decoding, beam_size=settings.beam_size)
@@ -56,19 +56,31 @@ def model_identity(settings: Settings) -> tuple[str, int]:
         return model_id, 0
 
 
-def create_app(settings: Settings | None = None, bundle: ModelBundle | None = None) -> FastAPI:
-    """``settings`` overrides the environment; ``bundle`` skips loading (the CLI loads it first to report errors)."""
+def load_for(settings: Settings) -> ServingModel:
+    """The model the settings name, on the engine they choose; raises CheckpointError with the reason."""
+    model = load_serving_model(settings.model, settings.engine, settings.threads)
+    if model.engine == "torch":
+        import torch  # only the torch engine has torch's thread pool to size
+
+        torch.set_num_threads(settings.threads)
+    return model
+
+
+def create_app(settings: Settings | None = None, bundle: ServingModel | None = None) -> FastAPI:
+    """``settings`` overrides the environment; ``bundle`` skips loading (the CLI loads it first to report errors).
+
+    ``bundle`` may also be a torch ``ModelBundle`` (tests build small ones), served on the torch engine.
+    """
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s: Settings = app.dependency_overrides.get(get_settings, get_settings)()
-        torch.set_num_threads(s.threads)
-        loaded = bundle if bundle is not None else load_model(s.model)
+        loaded = bundle if bundle is not None else load_for(s)
         engine = Engine(build_recognizer(loaded, s), s, metrics, *model_identity(s))
         app.state.engine = engine
-        log.info("serving model %s: %d stream and %d upload inference workers x %d threads", engine.model_id,
-                 s.workers, s.upload_workers, s.threads)
+        log.info("serving model %s on %s: %d stream and %d upload inference workers x %d threads",
+                 engine.model_id, engine.recognizer.engine, s.workers, s.upload_workers, s.threads)
         try:
             yield
         finally:

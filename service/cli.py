@@ -26,21 +26,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from model.checkpoint import CheckpointError, load_model
+    from model.container import CheckpointError
     from model.lm import LMError
 
-    from .app import create_app, language_model
+    from .app import create_app, language_model, load_for
     from .server import make_server
 
     given = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings) if hasattr(args, f.name)}
     try:
         settings = Settings.from_env(**given)
-        bundle = load_model(settings.model)  # here, so a bad model file is one clear line, not a traceback
+        bundle = load_for(settings)  # here, so a bad model file is one clear line, not a traceback
         language_model(settings.lm)  # likewise for the LM; cached, so the app does not load it again
     except (SettingsError, CheckpointError, LMError) as e:
         print(f"edgescribe serve: {e}", file=sys.stderr)
         return 2
     app = create_app(settings, bundle)
-    print(f"edgescribe: serving on http://{settings.host}:{settings.port}/ (Ctrl-C to stop)", file=sys.stderr)
+    print(f"edgescribe: serving on http://{settings.host}:{settings.port}/ with the {bundle.engine} engine "
+          "(Ctrl-C to stop)", file=sys.stderr)
     make_server(app, settings, args.log_level).run()
     return 0

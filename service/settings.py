@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from model.config import ENGINES
+
 ENV_PREFIX = "EDGESCRIBE_"
 # model.audio.RATES, the rates a stream may be sent at; not imported, so that the health check, which reads
 # these settings every 30 s, does not load numpy (tests/test_service_settings.py keeps the two equal).
@@ -37,7 +39,10 @@ class Settings:
     host: str = _knob("0.0.0.0", "address to listen on (0.0.0.0: every interface, as a container needs)")
     port: int = _knob(8000, "TCP port to listen on", minimum=0)
     model: str | None = _knob(None, "model file to serve (empty: the model embedded in the package)")
-    threads: int = _knob(1, "torch CPU threads per inference; keep threads x workers <= cores", minimum=1)
+    engine: str = _knob("auto", "what runs the network: onnxruntime, torch, or auto (ONNX Runtime when the model "
+                                "carries an ONNX graph and onnxruntime is installed, torch otherwise)")
+    threads: int = _knob(1, "CPU threads per inference (torch's or ONNX Runtime's); keep threads x workers <= cores",
+                         minimum=1)
     workers: int = _knob(2, "inference threads for live streams (uploads have their own: upload_workers)",
                          minimum=1)
     upload_workers: int = _knob(1, "inference threads for file uploads, apart from the streams' so that a long "
@@ -101,6 +106,8 @@ class Settings:
             minimum = f.metadata["minimum"]
             if minimum is not None and value < minimum:
                 raise SettingsError(f"{env_name(f.name)} must be at least {minimum:g}, got {value!r}")
+        if self.engine not in ENGINES:
+            raise SettingsError(f"{env_name('engine')} must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.port > 65535:
             raise SettingsError(f"{env_name('port')} must be at most 65535, got {self.port}")
         if self.stream_sample_rate > STREAM_RATES[1]:

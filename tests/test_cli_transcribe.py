@@ -57,7 +57,8 @@ def test_missing_or_corrupt_model_is_a_clear_error(tmp_path, fixtures_dir):
 def test_export_prints_size_and_difference(tmp_path):
     src = tmp_path / "m.esm"
     save_model(ModelBundle.new(NetworkConfig(hidden=64, conv_channels=8, depth=2)), src)
-    r = _run("export", str(src), "--codec", "kmeans4", "--out", str(tmp_path / "k.esm"))
+    # Without the ONNX graph (which holds the decoded weights) the codec alone decides the size.
+    r = _run("export", str(src), "--codec", "kmeans4", "--onnx", "off", "--out", str(tmp_path / "k.esm"))
     assert r.returncode == 0, r.stderr
     assert "bytes" in r.stdout and "max log-prob difference" in r.stdout
     assert (tmp_path / "k.esm").stat().st_size < src.stat().st_size / 4

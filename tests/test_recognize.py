@@ -7,6 +7,7 @@ from model.audio import load_audio
 from model.checkpoint import ModelBundle, load_model
 from model.config import NetworkConfig
 from model.ctc import Transcript, greedy_decode
+from model.features import FbankExtractor
 from model.network import SUBSAMPLING, Network
 from model.recognize import Recognizer
 from model.state import StreamState
@@ -75,11 +76,11 @@ def test_stream_equals_offline_network_output(fixtures_dir):
     stream = rec.stream(endpoint_seconds=1e6)  # no endpoint: one segment holds the whole utterance
     for i in range(0, audio.size, 3200):
         stream.accept(audio[i : i + 3200])
-    streamed = stream._frames().clone()
-    feats = rec.extractor(torch.from_numpy(audio))
+    streamed = stream._frames().copy()
+    feats = FbankExtractor(bundle.features)(torch.from_numpy(audio))  # training's features, in torch
     with torch.inference_mode():
         whole, _ = bundle.network(feats[None], torch.tensor([feats.shape[0]]))
-    assert torch.allclose(streamed, whole[0], atol=1e-4)
+    assert np.abs(streamed - whole[0].numpy()).max() <= 1e-3  # numpy vs torch features: see test_features
     assert greedy_decode(streamed, bundle.vocab).text == greedy_decode(whole[0], bundle.vocab).text
 
 

@@ -200,7 +200,8 @@ def test_models_healthz_and_unknown_paths(client):
     assert card["object"] == "model" and card["owned_by"] == "edgescribe" and isinstance(card["created"], int)
     assert client.get(f"/v1/models/{card['id']}").json() == card
     assert_error(client.get("/v1/models/whisper-1"), 404, "not_found", "model")
-    assert client.get("/healthz").json() == {"status": "ok", "model": card["id"]}
+    assert client.get("/healthz").json() == {"status": "ok", "model": card["id"],
+                                             "engine": client.app.state.engine.recognizer.engine}
     assert_error(client.get("/nowhere"), 404, "not_found")
     assert_error(client.get("/static/../settings.py"), 404, "not_found")
     assert_error(client.get("/static/index.py"), 404, "not_found")

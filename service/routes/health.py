@@ -14,7 +14,7 @@ router = APIRouter()
 @router.head("/healthz", include_in_schema=False)  # monitors that only check the status
 async def healthz(engine: EngineDep) -> dict:
     # Answering at all means the lifespan finished, so the model is loaded and the pool is up.
-    return {"status": "ok", "model": engine.model_id}
+    return {"status": "ok", "model": engine.model_id, "engine": engine.recognizer.engine}
 
 
 @router.get("/metrics", dependencies=[ApiKey])
