@@ -2,7 +2,9 @@
 # EdgeScribe service image for Raspberry Pi 4/5 (linux/arm64) and x86-64 (linux/amd64):
 #   docker buildx build --platform linux/arm64,linux/amd64 -t edgescribe .
 #   docker run -p 8000:8000 edgescribe
-# Build stage: a virtual environment with CPU-only torch and EdgeScribe (its default model included).
+# Build stage: a virtual environment with EdgeScribe's serving runtime (ONNX Runtime, NumPy, PyAV, FastAPI;
+# no torch) and its default model, whose ONNX graph that runtime serves. --build-arg WITH_TORCH=1 adds
+# CPU-only torch for the torch engine (models without a graph); the image then grows by about 0.7 GB.
 # The runtime stage copies only that environment: no compilers, no pip cache, no sources.
 
 ARG PYTHON_VERSION=3.11
@@ -10,6 +12,7 @@ ARG PYTHON_VERSION=3.11
 FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 # PyPI's aarch64 torch wheels are CUDA builds (GBs); the PyTorch CPU index has CPU-only wheels for
 # both architectures. Pin it here so a rebuild gets the torch the tests ran with.
+ARG WITH_TORCH=0
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 \
@@ -17,15 +20,15 @@ ENV PIP_NO_CACHE_DIR=1 \
     VIRTUAL_ENV=/opt/edgescribe \
     PATH=/opt/edgescribe/bin:$PATH
 RUN python -m venv "$VIRTUAL_ENV" \
- && pip install --no-cache-dir --index-url "$TORCH_INDEX" "torch==${TORCH_VERSION}"
+ && if [ "$WITH_TORCH" = 1 ]; then pip install --no-cache-dir --index-url "$TORCH_INDEX" "torch==${TORCH_VERSION}"; fi
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY edgescribe ./edgescribe
 COPY model ./model
 COPY service ./service
-# torch is already satisfied, so this pulls only the small pure-Python and PyAV (FFmpeg inside) wheels.
+# ONNX Runtime, NumPy, PyAV (FFmpeg inside) and the small pure-Python wheels; then the embedded model must load.
 RUN pip install --no-cache-dir . \
- && python -I -c "from model.checkpoint import load_model; load_model(None)" \
+ && python -I -c "from model.runtime import load_serving_model; print('engine:', load_serving_model(None).engine)" \
  && find "$VIRTUAL_ENV" -name "__pycache__" -prune -exec rm -rf {} + \
  && rm -rf "$VIRTUAL_ENV"/lib/python*/site-packages/torch/include
 

@@ -75,6 +75,7 @@ class OnnxAcoustic:
         self.feat_mean = np.asarray(feat_mean, dtype=np.float32)
         self.shape = (depth, 1, hidden)
         self.lstm = lstm
+        self.threads = max(1, threads)  # fixed for the session's life, unlike torch's global setting
 
     def initial_state(self) -> StreamState:
         zeros = np.zeros(self.shape, np.float32)

@@ -146,8 +146,9 @@ def bench_offline(recognizer: Recognizer, audio: np.ndarray, durations: Sequence
                   thread_counts: Sequence[int], repeats: int = 3) -> list[OfflineResult]:
     results = []
     before = torch.get_num_threads()
+    fixed = getattr(recognizer.acoustic, "threads", None)  # ONNX Runtime's are set per session, at load
     try:
-        for threads in thread_counts:
+        for threads in thread_counts if fixed is None else (fixed,):
             torch.set_num_threads(threads)
             for seconds in durations:
                 times = []
@@ -374,7 +375,8 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 def run(args: argparse.Namespace) -> int:
     try:
         cfg = config_from_args(args)
-        bundle, recognizer = recognizer_from_args(args)
+        _, recognizer = recognizer_from_args(args)
+        bundle = load_model(args.model)  # the torch model: parameters and codecs are measured on it
     except (ValueError, CheckpointError) as e:
         print(f"edgescribe bench: {e}", file=sys.stderr)
         return 2

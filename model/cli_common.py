@@ -7,10 +7,11 @@ import dataclasses
 import json
 from pathlib import Path
 
-from .checkpoint import ModelBundle, load_model
+from .config import ENGINES
 from .grammar import Grammar
 from .lm import load_lm_choice
 from .recognize import Recognizer
+from .runtime import ServingModel, load_serving_model
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,15 +30,19 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--grammar", default=None, metavar="FILE",
                    help="restrict output to these phrases: a JSON list (Vosk grammar) or one phrase a line; "
                    "add \"[unk]\" to allow anything else")
-    g.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    g.add_argument("--threads", type=int, default=1, help="CPU threads of the engine (torch or ONNX Runtime)")
+    g.add_argument("--engine", choices=ENGINES, default="auto",
+                   help="what runs the network; auto: ONNX Runtime where the model has an ONNX graph and "
+                   "onnxruntime is installed, torch otherwise")
 
 
-def recognizer_from_args(args: argparse.Namespace) -> tuple[ModelBundle, Recognizer]:
+def recognizer_from_args(args: argparse.Namespace) -> tuple[ServingModel, Recognizer]:
     """Raises CheckpointError for a bad model file, ValueError for a bad LM choice."""
-    import torch
+    bundle = load_serving_model(args.model, getattr(args, "engine", "auto"), max(1, args.threads))
+    if bundle.engine == "torch":
+        import torch
 
-    torch.set_num_threads(max(1, args.threads))
-    bundle = load_model(args.model)
+        torch.set_num_threads(max(1, args.threads))
     changes = {k: v for k, v in (("beam_size", args.beam_size), ("lm_weight", getattr(args, "lm_weight", None)),
                                  ("word_bonus", getattr(args, "word_bonus", None))) if v is not None}
     decoding = dataclasses.replace(bundle.decoding, **changes)

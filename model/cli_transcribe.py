@@ -6,8 +6,8 @@ import argparse
 import sys
 
 from .audio import AudioDecodeError, iter_audio
-from .checkpoint import CheckpointError
 from .cli_common import add_model_arguments, grammar_from_args, recognizer_from_args
+from .container import CheckpointError
 from .formats import FORMATS, render
 
 
