@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lm": ("model.cli_lm", "build or evaluate an n-gram word language model"),
     "bench": ("model.bench", "offline speed, memory and model-size benchmarks (add --peers to compare)"),
     "bench-service": ("service.bench", "streaming latency and load through a real server on loopback"),
+    "bench-engines": ("service.bench_engines", "ONNX Runtime vs torch: start-up, memory, real-time factor"),
 }
 
 

@@ -170,6 +170,13 @@ def server_flags(cfg: ServiceBenchConfig) -> dict[str, Any]:
 @contextlib.contextmanager
 def running_server(flags: dict[str, Any]) -> Iterator[str]:
     """Start `edgescribe serve` on a free loopback port; yield "127.0.0.1:PORT"; stop it (SIGTERM) after."""
+    with server_process(flags) as (_, address):
+        yield address
+
+
+@contextlib.contextmanager
+def server_process(flags: dict[str, Any]) -> Iterator[tuple[subprocess.Popen, str]]:
+    """``running_server``, yielding the process too, once it answers /healthz (polled every 50 ms)."""
     port = _free_port()
     command = [sys.executable, "-m", "edgescribe.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     for name, value in flags.items():
@@ -191,8 +198,8 @@ def running_server(flags: dict[str, Any]) -> Iterator[str]:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the server did not answer /healthz within {STARTUP_SECONDS:g} s")
-            time.sleep(0.1)
-        yield address
+            time.sleep(0.05)
+        yield proc, address
     finally:
         stop_process(proc, STARTUP_SECONDS)
         proc.stderr.close()
