@@ -9,6 +9,7 @@ Neither engine library is imported by this module until an engine is made.
 
 from __future__ import annotations
 
+import os
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,6 +17,23 @@ import numpy as np
 from .state import StreamState
 
 TORCH, ONNXRUNTIME = "torch", "onnxruntime"
+
+
+def import_onnxruntime() -> Any:
+    """``onnxruntime``, imported with its telemetry off, or RuntimeError saying what to install.
+
+    ONNX Runtime 1.32's Linux wheels collect usage telemetry unless ORT_DISABLE_TELEMETRY is set before
+    the import: at import they write a device id (``.ses``) into TMPDIR, and they carry an uploader
+    with an offline store. A transcription service on someone's device sends nothing anywhere, so it is
+    set here (an operator's own value wins).
+    """
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise RuntimeError("the onnxruntime engine needs ONNX Runtime: pip install onnxruntime "
+                           "(or pip install edgescribe, whose serving runtime it is)") from e
+    return onnxruntime
 
 
 class Acoustic(Protocol):
@@ -59,11 +77,7 @@ class OnnxAcoustic:
 
     def __init__(self, graph: bytes, inputs: list[str], outputs: list[str], feat_mean: np.ndarray,
                  depth: int, hidden: int, lstm: bool, threads: int = 1) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as e:
-            raise RuntimeError("the onnxruntime engine needs ONNX Runtime: pip install onnxruntime "
-                               "(or pip install edgescribe, whose serving runtime it is)") from e
+        ort = import_onnxruntime()
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, threads)
         opts.inter_op_num_threads = 1

@@ -89,6 +89,9 @@ def _quantize_dynamic(graph: bytes) -> bytes:
     import tempfile
     from pathlib import Path
 
+    from .acoustic import import_onnxruntime
+
+    import_onnxruntime()  # with its telemetry off
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -86,3 +86,15 @@ def test_without_torch_a_model_without_a_graph_is_refused_with_the_fix(tmp_path)
                        text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "torch is not installed" in r.stdout and "edgescribe export" in r.stdout
+
+
+def test_onnx_runtime_is_loaded_with_its_telemetry_off(tmp_path):
+    # ONNX Runtime's Linux wheels write a telemetry device id into TMPDIR at import unless told not to.
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["TMPDIR"] = str(tmp_path)
+    code = "from model.runtime import load_serving_model; print(load_serving_model(None, 'onnxruntime').engine)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "onnxruntime", r.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
