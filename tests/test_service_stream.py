@@ -132,7 +132,8 @@ def test_many_concurrent_streams_each_get_their_own_result(server):
         t.join()
     for i, chunks in enumerate(jobs):
         assert results[i] == direct_vosk_replies(Settings(), chunks), f"stream {i}"
-    assert app.state.engine.streams.used == 0
+    # A client is done a moment before the server's handler lets its slot go.
+    wait_until(lambda: app.state.engine.streams.used == 0, "every stream's slot to be freed")
 
 
 def test_streams_beyond_the_limit_are_refused_then_admitted():
