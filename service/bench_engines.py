@@ -61,6 +61,34 @@ print(json.dumps({"engine": model.engine, "rtf": statistics.median(times) / seco
 """
 
 
+# A peer in a fresh interpreter, on the same (joined) audio: its best case, one long file, as Whisper
+# then fills whole 30 s windows. Warm-up on the first 5 s, then the median of 3 runs.
+PEER_IN_PROCESS = r"""
+import json, statistics, sys, time
+from model.audio import load_audio
+from model.peers import PEER_FACTORIES
+name, wav = sys.argv[1], sys.argv[2]
+system = PEER_FACTORIES[name](1)
+audio = load_audio(wav)
+system.transcribe(audio[: 5 * 16000])
+times = []
+for _ in range(3):
+    t0 = time.perf_counter()
+    system.transcribe(audio)
+    times.append(time.perf_counter() - t0)
+print(json.dumps({"rtf": statistics.median(times) / (audio.size / 16000)}))
+"""
+
+
+def bench_peer(name: str, wav: Path) -> float:
+    """A peer's real-time factor in process on ``wav`` (1 thread)."""
+    r = subprocess.run([sys.executable, "-c", PEER_IN_PROCESS, name, str(wav)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=3600)
+    if r.returncode != 0:
+        raise RuntimeError(f"peer {name} failed: {r.stderr.strip()[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])["rtf"]
+
+
 @dataclass
 class EngineResult:
     engine: str
@@ -112,6 +140,14 @@ def bench_engine(engine: str, wav: Path, audio_seconds: float, requests: int, st
                         spent / (requests * audio_seconds), inproc["rtf"])
 
 
+def render_peer(name: str, rtf: float, results: list[EngineResult]) -> str:
+    lines = ["", f"{name}, in process on the same audio (one file, 1 thread): RTF {rtf:.4f}"]
+    for r in results:
+        lines.append(f"  {r.engine} through the server: {rtf / r.server_rtf:.1f}x lower; in process: "
+                     f"{rtf / r.in_process_rtf:.1f}x lower")
+    return "\n".join(lines)
+
+
 def render(results: list[EngineResult], audio_seconds: float, seconds: float) -> str:
     mib = 2**20
     lines = [f"audio: {audio_seconds:.2f} s per request; in process: looped to {seconds:g} s; 1 thread, "
@@ -132,6 +168,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=200, help="transcriptions before the second RSS figure")
     parser.add_argument("--startups", type=int, default=3, help="server launches timed per engine")
     parser.add_argument("--seconds", type=float, default=60.0, help="audio length for the in-process RTF")
+    parser.add_argument("--peer", default=None, metavar="NAME",
+                        help="also time this peer in process on the same audio (e.g. whisper-tiny.en; needs "
+                        "pip install 'edgescribe[peers]') and print how much lower our figures are")
     parser.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write JSON here")
 
 
@@ -149,10 +188,13 @@ def run(args: argparse.Namespace) -> int:
         wav.write_bytes(wav_bytes(audio))
         try:
             results = [bench_engine(e, wav, seconds, args.requests, args.startups, args.seconds) for e in engines]
+            peer_rtf = bench_peer(args.peer, wav) if args.peer else None
         except RuntimeError as e:
             print(f"edgescribe bench-engines: {e}", file=sys.stderr)
             return 2
     print(render(results, seconds, args.seconds))
+    if peer_rtf is not None:
+        print(render_peer(args.peer, peer_rtf, results))
     if args.json_path:
         Path(args.json_path).write_text(json.dumps([asdict(r) for r in results], indent=2) + "\n")
     return 0

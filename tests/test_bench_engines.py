@@ -35,3 +35,11 @@ def test_bench_engines_refuses_an_unknown_engine(capsys):
     add_arguments(parser)
     assert run(parser.parse_args(["--engines", "tensorflow"])) == 2
     assert "onnxruntime,torch" in capsys.readouterr().err
+
+
+def test_the_peer_line_says_how_many_times_lower_each_engine_is():
+    from service.bench_engines import EngineResult, render_peer
+
+    ours = EngineResult("onnxruntime", 0.8, 1, 2, 3, server_rtf=0.01, in_process_rtf=0.004)
+    text = render_peer("whisper-tiny.en", 0.2, [ours])
+    assert "RTF 0.2000" in text and "through the server: 20.0x lower" in text and "in process: 50.0x lower" in text
