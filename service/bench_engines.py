@@ -63,27 +63,30 @@ print(json.dumps({"engine": model.engine, "rtf": statistics.median(times) / seco
 
 # A peer in a fresh interpreter, on the same (joined) audio: its best case, one long file, as Whisper
 # then fills whole 30 s windows. Warm-up on the first 5 s, then the median of 3 runs.
+# With --per-file, each file on its own (Whisper then pads every short file to a 30 s window), once.
 PEER_IN_PROCESS = r"""
 import json, statistics, sys, time
 from model.audio import load_audio
 from model.peers import PEER_FACTORIES
-name, wav = sys.argv[1], sys.argv[2]
+name, wavs = sys.argv[1], sys.argv[2:]
 system = PEER_FACTORIES[name](1)
-audio = load_audio(wav)
-system.transcribe(audio[: 5 * 16000])
+audios = [load_audio(w) for w in wavs]
+system.transcribe(audios[0][: 5 * 16000])
+seconds = sum(a.size for a in audios) / 16000
 times = []
-for _ in range(3):
+for _ in range(3 if len(audios) == 1 else 1):
     t0 = time.perf_counter()
-    system.transcribe(audio)
+    for a in audios:
+        system.transcribe(a)
     times.append(time.perf_counter() - t0)
-print(json.dumps({"rtf": statistics.median(times) / (audio.size / 16000)}))
+print(json.dumps({"rtf": statistics.median(times) / seconds}))
 """
 
 
-def bench_peer(name: str, wav: Path) -> float:
-    """A peer's real-time factor in process on ``wav`` (1 thread)."""
-    r = subprocess.run([sys.executable, "-c", PEER_IN_PROCESS, name, str(wav)], cwd=ROOT, capture_output=True,
-                       text=True, timeout=3600)
+def bench_peer(name: str, wavs: list[Path]) -> float:
+    """A peer's real-time factor in process on ``wavs`` (1 thread)."""
+    r = subprocess.run([sys.executable, "-c", PEER_IN_PROCESS, name, *map(str, wavs)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=3600)
     if r.returncode != 0:
         raise RuntimeError(f"peer {name} failed: {r.stderr.strip()[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])["rtf"]
@@ -108,7 +111,8 @@ def rss_bytes(pid: int) -> int:
 
 
 def bench_engine(engine: str, wav: Path, audio_seconds: float, requests: int, startups: int,
-                 seconds: float) -> EngineResult:
+                 seconds: float, uploads: list[Path] | None = None) -> EngineResult:
+    """``uploads``: post these files one by one per request round instead of ``wav`` (--per-file)."""
     import httpx
 
     flags = {"engine": engine, "workers": 1, "upload_workers": 1, "threads": 1}
@@ -121,14 +125,15 @@ def bench_engine(engine: str, wav: Path, audio_seconds: float, requests: int, st
                 continue
             time.sleep(1.0)  # let start-up garbage settle before the idle figure
             idle = rss_bytes(proc.pid)
-            data = wav.read_bytes()
+            bodies = [p.read_bytes() for p in (uploads or [wav])]
             spent = 0.0
             with httpx.Client(base_url=f"http://{address}", timeout=120) as client:
                 for _ in range(requests):
-                    t1 = time.perf_counter()
-                    r = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", data, "audio/wav")})
-                    r.raise_for_status()
-                    spent += time.perf_counter() - t1
+                    for data in bodies:
+                        t1 = time.perf_counter()
+                        r = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", data, "audio/wav")})
+                        r.raise_for_status()
+                        spent += time.perf_counter() - t1
             after = rss_bytes(proc.pid)
             stop_process(proc, 30)
     r = subprocess.run([sys.executable, "-c", IN_PROCESS, engine, str(seconds), str(wav)], cwd=ROOT,
@@ -141,7 +146,7 @@ def bench_engine(engine: str, wav: Path, audio_seconds: float, requests: int, st
 
 
 def render_peer(name: str, rtf: float, results: list[EngineResult]) -> str:
-    lines = ["", f"{name}, in process on the same audio (one file, 1 thread): RTF {rtf:.4f}"]
+    lines = ["", f"{name}, in process on the same audio (1 thread): RTF {rtf:.4f}"]
     for r in results:
         lines.append(f"  {r.engine} through the server: {rtf / r.server_rtf:.1f}x lower; in process: "
                      f"{rtf / r.in_process_rtf:.1f}x lower")
@@ -171,6 +176,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--peer", default=None, metavar="NAME",
                         help="also time this peer in process on the same audio (e.g. whisper-tiny.en; needs "
                         "pip install 'edgescribe[peers]') and print how much lower our figures are")
+    parser.add_argument("--per-file", action="store_true",
+                        help="post (and give the peer) each --audio file on its own rather than joined")
     parser.add_argument("--json", dest="json_path", default=None, metavar="PATH", help="also write JSON here")
 
 
@@ -187,11 +194,21 @@ def run(args: argparse.Namespace) -> int:
         wav = Path(tmp) / "audio.wav"
         wav.write_bytes(wav_bytes(audio))
         try:
-            results = [bench_engine(e, wav, seconds, args.requests, args.startups, args.seconds) for e in engines]
-            peer_rtf = bench_peer(args.peer, wav) if args.peer else None
+            uploads = None
+            if args.per_file:
+                uploads = []
+                for i, p in enumerate(files):
+                    uploads.append(Path(tmp) / f"file{i}.wav")
+                    uploads[-1].write_bytes(wav_bytes(load_audio(p, SAMPLE_RATE)))
+            results = [bench_engine(e, wav, seconds, args.requests, args.startups, args.seconds, uploads)
+                       for e in engines]
+            peer_rtf = bench_peer(args.peer, uploads or [wav]) if args.peer else None
         except RuntimeError as e:
             print(f"edgescribe bench-engines: {e}", file=sys.stderr)
             return 2
+    if args.per_file:
+        print(f"per file: {len(files)} files, {seconds:.2f} s in all, one request per file per round "
+              f"({args.requests} rounds); the figures below count all of them")
     print(render(results, seconds, args.seconds))
     if peer_rtf is not None:
         print(render_peer(args.peer, peer_rtf, results))
