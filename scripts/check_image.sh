@@ -38,9 +38,10 @@ EXPECTED_TEXT=${EXPECTED_TEXT:-$(PYTHONPATH=. python3 -m edgescribe.cli transcri
 BUILD_TIMEOUT=${BUILD_TIMEOUT:-7200}  # an arm64 build under emulation takes a while
 START_TIMEOUT=${START_TIMEOUT:-180}   # seconds to wait for /healthz (emulated start-up is slow)
 mkdir -p "$WORK"
-# Where the OCI runtimes cannot run a container (this VM: hybrid cgroups for crun, and no CAP_SYS_RESOURCE
-# for the rlimits podman sets), builds and checks run with buildah's chroot isolation: the image's own
-# file system, environment, user and commands, on the host's network.
+# Builds and checks run with buildah's chroot isolation by default (ISOLATION= for OCI containers), since
+# the OCI runtimes could not run a container on the VM this was written on (hybrid cgroups for crun, no
+# CAP_SYS_RESOURCE for the rlimits podman sets): the image's own file system, environment, user and
+# commands, on the host's network.
 ISOLATION=${ISOLATION:---isolation chroot}
 
 log() { printf '== %s\n' "$*" >&2; }
