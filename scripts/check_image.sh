@@ -42,7 +42,7 @@ mkdir -p "$WORK"
 # the OCI runtimes could not run a container on the VM this was written on (hybrid cgroups for crun, no
 # CAP_SYS_RESOURCE for the rlimits podman sets): the image's own file system, environment, user and
 # commands, on the host's network.
-ISOLATION=${ISOLATION:---isolation chroot}
+ISOLATION=${ISOLATION---isolation chroot}  # set and empty: OCI containers
 
 log() { printf '== %s\n' "$*" >&2; }
 
