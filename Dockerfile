@@ -1,7 +1,11 @@
 # syntax=docker/dockerfile:1
 # EdgeScribe service image for Raspberry Pi 4/5 (linux/arm64) and x86-64 (linux/amd64):
-#   docker buildx build --platform linux/arm64,linux/amd64 -t edgescribe .
+#   docker build -t edgescribe .                                       # for this machine (on the Pi too)
+#   docker buildx build --platform linux/arm64 --load -t edgescribe .  # for a Pi, from another machine
 #   docker run -p 8000:8000 edgescribe
+# Behind a mirror or a TLS-intercepting proxy: --build-arg PIP_INDEX_URL=https://mirror/simple
+# [--build-arg PIP_EXTRA_INDEX_URL=...] [--build-arg EXTRA_CA_CERT="$(cat proxy-ca.pem)"].
+# scripts/check_image.sh builds it for both architectures and checks it (arm64 as an emulated Cortex-A72).
 # Build stage: a virtual environment with EdgeScribe's serving runtime (ONNX Runtime, NumPy, PyAV, FastAPI;
 # no torch) and its default model, whose ONNX graph that runtime serves. --build-arg WITH_TORCH=1 adds
 # CPU-only torch for the torch engine (models without a graph); the image then grows by about 0.7 GB.
@@ -15,6 +19,17 @@ FROM python:${PYTHON_VERSION}-slim-bookworm AS build
 ARG WITH_TORCH=0
 ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+# pip reads these from the environment: a PyPI mirror and further indexes (space-separated).
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG PIP_EXTRA_INDEX_URL=
+# A proxy's or mirror's CA certificate, as PEM text. It joins this stage's trust store, and pip is
+# pointed at that store, since pip otherwise trusts only its own certifi bundle.
+ARG EXTRA_CA_CERT=
+RUN if [ -n "$EXTRA_CA_CERT" ]; then \
+      printf '%s\n' "$EXTRA_CA_CERT" > /usr/local/share/ca-certificates/edgescribe-extra-ca.crt \
+      && update-ca-certificates \
+      && printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' > /etc/pip.conf; \
+    fi
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/edgescribe \
@@ -22,21 +37,23 @@ ENV PIP_NO_CACHE_DIR=1 \
 RUN python -m venv "$VIRTUAL_ENV" \
  && if [ "$WITH_TORCH" = 1 ]; then pip install --no-cache-dir --index-url "$TORCH_INDEX" "torch==${TORCH_VERSION}"; fi
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md image-constraints.txt ./
 COPY edgescribe ./edgescribe
 COPY model ./model
 COPY service ./service
-# ONNX Runtime, NumPy, PyAV (FFmpeg inside) and the small pure-Python wheels; then the embedded model must load.
-RUN pip install --no-cache-dir . \
+# ONNX Runtime, NumPy, PyAV (FFmpeg inside) and the small pure-Python wheels, at the versions
+# image-constraints.txt pins; then the embedded model must load. The bytecode stays: the runtime user
+# cannot write it, and without it every start compiles everything again (twice the start-up time).
+# unchecked-hash: valid whatever the files' times become in the copy to the runtime stage.
+RUN pip install --no-cache-dir -c image-constraints.txt . \
  && python -I -c "from model.runtime import load_serving_model; print('engine:', load_serving_model(None).engine)" \
- && find "$VIRTUAL_ENV" -name "__pycache__" -prune -exec rm -rf {} + \
- && rm -rf "$VIRTUAL_ENV"/lib/python*/site-packages/torch/include
+ && rm -rf "$VIRTUAL_ENV"/lib/python*/site-packages/torch/include \
+ && python -m compileall -q -f -j 0 --invalidation-mode unchecked-hash "$VIRTUAL_ENV"
 
 FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
 ENV VIRTUAL_ENV=/opt/edgescribe \
     PATH=/opt/edgescribe/bin:$PATH \
     PYTHONUNBUFFERED=1 \
-    PYTHONDONTWRITEBYTECODE=1 \
     EDGESCRIBE_HOST=0.0.0.0 \
     EDGESCRIBE_PORT=8000
 COPY --from=build /opt/edgescribe /opt/edgescribe
