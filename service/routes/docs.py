@@ -2,8 +2,8 @@
 
 FastAPI's own /docs loads Swagger UI from a CDN, which a device without internet cannot reach; this is
 FastAPI's documented self-hosting recipe (``docs_url=None``, then ``get_swagger_ui_html`` with local
-URLs). ``service/static/swagger/`` holds swagger-ui-dist 5.35.0 from npm (``npm pack swagger-ui-dist``),
-two files unmodified, with its LICENSE and NOTICE (Apache-2.0) and the licences of what its bundle holds.
+URLs). The two files come from PyPI's ``swagger-ui-bundle-v2`` (Swagger UI 5.31.0, Apache-2.0, its
+licence in the package's metadata), a dependency, rather than 1.7 MB vendored into this repository.
 ReDoc (FastAPI's /redoc) is off: its bundle would add another megabyte for a second view of the same
 description. Like /openapi.json these need no API key: they hold no data, and the page's "Authorize"
 sends the key with the calls it tries.
@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.openapi.docs import get_swagger_ui_html
+from swagger_ui_bundle import swagger_ui_path
 
 from ..errors import NotFound
-from .web import STATIC_DIR
 
 router = APIRouter(include_in_schema=False)
 
@@ -47,6 +47,6 @@ async def asset(name: str) -> Response:
     media_type = ASSETS.get(name)
     if media_type is None:
         raise NotFound(f"no documentation asset {name!r}", "name")
-    # Cached for a day: the files change only with the package, and the script is 1.7 MB.
-    return Response((STATIC_DIR / "swagger" / name).read_bytes(), media_type=media_type,
+    # Cached for a day: the files change only with the package, and the script is 1.5 MB.
+    return Response((swagger_ui_path / name).read_bytes(), media_type=media_type,
                     headers={"Cache-Control": "public, max-age=86400"})
