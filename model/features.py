@@ -35,6 +35,7 @@ class FbankExtractor:
         self.fft_size = fft_size(cfg)
         self.window = torch.from_numpy(povey_window(cfg.window_size))
         self.banks = mel_banks(cfg, self.fft_size)
+        self._warped: dict[float, torch.Tensor] = {}  # VTLP filters by warp factor, made on first use
 
     def num_frames(self, num_samples: int) -> int:
         return num_frames(self.cfg, num_samples)
@@ -42,10 +43,9 @@ class FbankExtractor:
     def warped_banks(self, warp: float) -> torch.Tensor:
         """The filters warped by ``warp`` (cached per factor: training draws from a short list of them)."""
         key = round(warp, 4)
-        cache = self.__dict__.setdefault("_warped", {})
-        if key not in cache:
-            cache[key] = mel_banks(self.cfg, self.fft_size, key)
-        return cache[key]
+        if key not in self._warped:
+            self._warped[key] = mel_banks(self.cfg, self.fft_size, key)
+        return self._warped[key]
 
     def __call__(self, waveform: torch.Tensor, warp: float = 1.0) -> torch.Tensor:
         """(num_samples,) float -> (num_frames, num_mel_bins) log-mel energies (``warp``: VTLP, training only)."""

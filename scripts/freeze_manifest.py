@@ -9,10 +9,10 @@ under a running stage, and the copy still finds its audio. Fails if an audio fil
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 from pathlib import Path
+
+from model.training.manifest import read_manifest, write_manifest
 
 
 def main() -> int:
@@ -20,23 +20,14 @@ def main() -> int:
     p.add_argument("source", type=Path)
     p.add_argument("target", type=Path)
     args = p.parse_args()
-    rows, missing = [], 0
-    with args.source.open(encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            audio = (args.source.parent / row["audio"]).resolve()
-            missing += not audio.exists()
-            rows.append({**row, "audio": str(audio)})
+    utts = list(read_manifest(args.source))  # audio paths come back resolved against the source's folder
+    missing = sum(not u.audio.exists() for u in utts)
     if missing:
-        print(f"error: {missing} of {len(rows)} audio files in {args.source} are missing", file=sys.stderr)
+        print(f"error: {missing} of {len(utts)} audio files in {args.source} are missing", file=sys.stderr)
         return 1
-    args.target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.target.with_name(f".{args.target.name}.tmp")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    os.replace(tmp, args.target)
-    print(f"{args.target}: {len(rows)} utterances, {sum(r['duration'] for r in rows) / 3600:.2f} h")
+    write_manifest(args.target, ({"audio": str(u.audio.resolve()), "text": u.text, "duration": u.duration, **u.extra}
+                                 for u in utts))
+    print(f"{args.target}: {len(utts)} utterances, {sum(u.duration for u in utts) / 3600:.2f} h")
     return 0
 
 

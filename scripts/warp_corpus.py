@@ -33,7 +33,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         warps = [Warp.parse(w) for w in (args.warp or DEFAULT_WARPS)]
-        jobs = plan_warps(args.source, args.out, warps, args.hours_per_warp, args.seed)
+        jobs = plan_warps(args.source, warps, args.hours_per_warp, args.seed)
         made, failed = warp_corpus(jobs, args.out, args.workers, args.flush_every)
     except (ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -86,8 +86,8 @@ def test_the_corpus_tool_plans_seeded_samples_and_resumes(tmp_path):
                                 "speaker": "hibari:heart", "kind": "words"}) + "\n")
     warps = [Warp(0.8, 0.92), Warp(1.2, 1.08)]
     out = tmp_path / "out"
-    small = plan_warps(src / "train.jsonl", out, warps, 1.0 / 3600, seed=3)  # 1 s per warp: 2 utterances each
-    large = plan_warps(src / "train.jsonl", out, warps, 2.0 / 3600, seed=3)
+    small = plan_warps(src / "train.jsonl", warps, 1.0 / 3600, seed=3)  # 1 s per warp: 2 utterances each
+    large = plan_warps(src / "train.jsonl", warps, 2.0 / 3600, seed=3)
     assert len(small) == 4 and {j.row["audio"] for j in small} <= {j.row["audio"] for j in large}
     assert {j.row["speaker"] for j in small} == {"hibari:heart@p0.80f0.92", "hibari:heart@p1.20f1.08"}
     assert warp_corpus(small, out) == (4, 0)

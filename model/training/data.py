@@ -91,6 +91,7 @@ def load_utterances(
     for spec in specs:
         path, weight = parse_manifest_arg(spec)
         kept = missing = seen = 0
+        first_missing = None
         unknown: Counter = Counter()
         for utt in read_manifest(path):
             if limit is not None and kept >= limit:
@@ -98,6 +99,7 @@ def load_utterances(
             seen += 1
             if not utt.audio.exists():
                 missing += 1
+                first_missing = first_missing or utt.audio
                 skipped["missing_audio"] += 1
                 continue
             text = normalize_text(utt.text)
@@ -123,14 +125,10 @@ def load_utterances(
             log.warning("%s: skipped utterances with characters outside the vocabulary: %r", path, shown)
         if missing > MAX_MISSING_FRACTION * seen:
             raise ManifestError(f"{path}: {missing} of {seen} audio files do not exist (the first expected at "
-                                f"{_first_missing(path)}): are its paths relative to another folder?")
+                                f"{first_missing}): are its paths relative to another folder?")
         if kept == 0:
             raise ManifestError(f"{path}: no usable utterances")
     return items, skipped
-
-
-def _first_missing(path: Path) -> str:
-    return next((str(u.audio) for u in read_manifest(path) if not u.audio.exists()), "?")
 
 
 def describe_skips(skipped: Counter) -> str:
@@ -181,6 +179,7 @@ class SpeechDataset:
         self.augment = augment
         self.cache = cache
         self._audio: dict[int, np.ndarray | None] = {}
+        self._rooms: list[np.ndarray] | None = None  # augment.reverb_rirs, read on first use
 
     def __len__(self) -> int:
         return len(self.items)
@@ -203,7 +202,7 @@ class SpeechDataset:
         """The measured impulse responses of ``augment.reverb_rirs``, read once per process."""
         if self.augment is None or not self.augment.reverb_rirs:
             return None
-        if "_rooms" not in self.__dict__:
+        if self._rooms is None:
             self._rooms = load_rirs(self.augment.reverb_rirs, self.extractor.cfg.sample_rate)
         return self._rooms
 

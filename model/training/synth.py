@@ -137,7 +137,7 @@ class RunReport:
         return self.seconds / 3600
 
 
-def _existing_rows(manifest: Path, out_dir: Path) -> dict[str, dict]:
+def existing_rows(manifest: Path, out_dir: Path) -> dict[str, dict]:
     """Rows of an earlier run's manifest whose audio is still on disk, by audio path."""
     rows: dict[str, dict] = {}
     if not manifest.exists():
@@ -166,7 +166,7 @@ def synthesize(jobs: Sequence[Job], out_dir: Path, manifest_name: str, config: S
     """Make every job not already on disk, in a worker pool; keep ``out_dir/manifest_name`` current."""
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / manifest_name
-    rows = _existing_rows(manifest, out_dir)
+    rows = existing_rows(manifest, out_dir)
     report = RunReport(manifest)
     todo: list[Job] = []
     for job in jobs:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .manifest import read_manifest, write_manifest
+from .synth import existing_rows
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,7 @@ class WarpJob:
     row: dict  # the output manifest row (audio relative to the output folder, duration filled in)
 
 
-def plan_warps(source_manifest: Path, out_dir: Path, warps: Sequence[Warp], hours_per_warp: float,
-               seed: int) -> list[WarpJob]:
+def plan_warps(source_manifest: Path, warps: Sequence[Warp], hours_per_warp: float, seed: int) -> list[WarpJob]:
     """For each warp, a seeded random sample of the source utterances adding up to ``hours_per_warp``.
 
     Each warp draws its own sample (seeded by ``seed`` and the warp's name), so growing the hours or
@@ -172,9 +172,7 @@ def _render_or_error(args: tuple[WarpJob, Path]) -> tuple[dict | None, str | Non
 def warp_corpus(jobs: Sequence[WarpJob], out_dir: Path, workers: int = 1, flush_every: int = 200) -> tuple[int, int]:
     """Make every job not on disk; keep ``out_dir/train.jsonl`` current. Returns (made, failed)."""
     manifest = out_dir / "train.jsonl"
-    rows = {os.path.relpath(u.audio, out_dir): {"audio": os.path.relpath(u.audio, out_dir), "text": u.text,
-                                                "duration": u.duration, **u.extra}
-            for u in (read_manifest(manifest) if manifest.exists() else []) if u.audio.exists()}
+    rows = existing_rows(manifest, out_dir)
     todo = [j for j in jobs if j.row["audio"] not in rows]
     log.info("%s: %d warped utterances on disk, %d to make", manifest, len(rows), len(todo))
     made = failed = 0
