@@ -3,13 +3,15 @@
 # frozen data with the same seed and schedule for the same CPU time, then scored on validation.
 #   DATA=/work/data   BUDGET_MINUTES=40 (CPU-minutes per candidate, one thread, bf16)
 # Stages, each idempotent (rerun the script to resume a killed one):
+#   0. make the inputs if they are missing (real manifests, the hibari corpus)
 #   1. freeze the data: copies of the manifests as they are now (runs/arch/data/*.jsonl)
-#   2. measure each candidate's training speed (scripts/bench_train.py) and fix its step count so that
-#      steps x seconds-per-step = the budget (runs/arch/steps.txt; never recomputed once written)
+#   2. fix each candidate's step count for an equal CPU-time budget (runs/arch/steps.txt; never
+#      recomputed once written; see the stage's own comment for how)
 #   3. train each candidate (edgescribe train --resume), one after another on one thread
 #   4. export kmeans4, score greedy and beam+LM on validation, and write runs/arch/table.md
 set -euo pipefail
 DATA=${DATA:-/work/data}
+SHARED=${SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
 BUDGET_MINUTES=${BUDGET_MINUTES:-40}
 BATCH_SECONDS=160
 cd "$(dirname "$0")/.."
@@ -21,6 +23,13 @@ CANDIDATES=(
   "gru384x4-shared:--hidden 384 --depth 4 --shared"
   "gru256x8-shared:--hidden 256 --depth 8 --shared"
 )
+
+# 0. Inputs, rebuilt when this machine's DATA folder lacks them (a fresh machine): the real-speech
+#    manifests and the hibari corpus, exactly as scripts/train_default.sh and make_synth_corpus.sh make them.
+if [ ! -e "$ARCH/data/synth-hibari-train.jsonl" ]; then
+  [ -e "$DATA/real/vctk.jsonl" ] || python3 scripts/prepare_default_data.py --data "$SHARED/data" --out "$DATA/real"
+  ONLY=hibari scripts/make_synth_corpus.sh "$DATA/synth" "$SHARED/text"
+fi
 
 # 1. Frozen data: real speech (the newer sets at low weight) and the hibari corpus as it is now, with
 #    audio paths made absolute (a manifest's relative paths are relative to its own folder).

@@ -12,12 +12,17 @@
 # Resumable: rerun to finish or grow a corpus; what is on disk is skipped.
 # Usage: scripts/make_synth_corpus.sh [OUT_DIR] [TEXT_DIR]   (defaults: /work/data/synth /work/shared/text)
 # (The runs were made at the same time, the second and third at nice 19 with one worker each.)
+# ONLY="hibari piper" makes only those corpora (of: debian hibari piper); DEBIAN_WORKERS=1 leaves a core
+# free for a training run beside it (the output is the same: each utterance is planned from its own seed).
 set -euo pipefail
 out=${1:-/work/data/synth}
 text=${2:-/work/shared/text}
+only=${ONLY:-debian hibari piper}
 cd "$(dirname "$0")/.."
 mkdir -p "$out" "$out-hibari" "$out-piper"
+wanted() { [[ " $only " == *" $1 "* ]]; }
 # nice: the machine is shared; 2 workers keep 2 cores busy when nobody else needs them.
+if wanted debian; then
 nice -n 10 python3 scripts/synth_corpus.py --out "$out" \
   --text "$text/everyday.txt.gz:14000" \
   --text "$text/books.txt.gz:14000" \
@@ -28,11 +33,13 @@ nice -n 10 python3 scripts/synth_corpus.py --out "$out" \
   --generate words:8000 \
   --generate letters:3000 \
   --generate commands:6000 \
-  --workers 2 --seed 1 --flush-every 500 --no-progress
+  --workers "${DEBIAN_WORKERS:-2}" --seed 1 --flush-every 500 --no-progress
+fi
 # Same held-out sentences (the first 150 of each file), so valid and train stay disjoint across both.
 # First made with 3000/3000/2000/2000/3000/1000/2000 (3.6 h), then grown in place to these counts
 # (~21 h; the same seed plans the same first utterances, so growing only adds). One worker at nice 19
 # and OMP_NUM_THREADS=1 made ~80 s of speech per second beside a training run.
+if wanted hibari; then
 OMP_NUM_THREADS=1 nice -n 19 python3 scripts/synth_corpus.py --out "$out-hibari" --engine hibari \
   --text "$text/everyday.txt.gz:9000" \
   --text "$text/books.txt.gz:9000" \
@@ -44,6 +51,8 @@ OMP_NUM_THREADS=1 nice -n 19 python3 scripts/synth_corpus.py --out "$out-hibari"
   --generate letters:1500 \
   --generate commands:3500 \
   --workers 1 --seed 2 --flush-every 500 --no-progress
+fi
+if wanted piper; then
 nice -n 19 python3 scripts/synth_corpus.py --out "$out-piper" --engine piper \
   --text "$text/everyday.txt.gz:1500" \
   --text "$text/books.txt.gz:1500" \
@@ -55,3 +64,4 @@ nice -n 19 python3 scripts/synth_corpus.py --out "$out-piper" --engine piper \
   --generate letters:500 \
   --generate commands:1000 \
   --workers 1 --seed 3 --flush-every 500 --no-progress
+fi
