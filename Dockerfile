@@ -61,6 +61,7 @@ RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin edge
 USER 10001
 WORKDIR /tmp
 EXPOSE 8000
+EXPOSE 10300
 HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
     CMD ["python", "-m", "service.healthcheck"]
 ENTRYPOINT ["edgescribe"]

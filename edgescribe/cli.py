@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("model.bench", "offline speed, memory and model-size benchmarks (add --peers to compare)"),
     "bench-service": ("service.bench", "streaming latency and load through a real server on loopback"),
     "bench-engines": ("service.bench_engines", "ONNX Runtime vs torch: start-up, memory, real-time factor"),
+    "wyoming": ("service.wyoming.cli", "speech to text for Home Assistant over the Wyoming protocol (port 10300)"),
 }
 
 

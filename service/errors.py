@@ -28,6 +28,8 @@ from starlette.websockets import WebSocketState
 
 from model.audio import AudioDecodeError, AudioTooLong
 
+from .metrics import Metrics
+
 log = logging.getLogger(__name__)
 
 
@@ -137,14 +139,19 @@ def _count(request: HTTPConnection, failure: Failure) -> None:
         metrics.errors.labels(kind=failure.kind).inc()
 
 
-def _report(conn: HTTPConnection, exc: BaseException) -> Failure:
+def report(exc: BaseException, metrics: Metrics | None, where: str) -> Failure:
     """Classify a failure, log it with its stack if it is unexpected, and count it."""
     failure = classify(exc)
     if failure is INTERNAL:
-        what = "stream" if conn.scope["type"] == "websocket" else conn.scope.get("method", "request")
-        log.error("unexpected error on %s %s", what, conn.url.path, exc_info=exc)
-    _count(conn, failure)
+        log.error("unexpected error on %s", where, exc_info=exc)
+    if metrics is not None:
+        metrics.errors.labels(kind=failure.kind).inc()
     return failure
+
+
+def _report(conn: HTTPConnection, exc: BaseException) -> Failure:
+    what = "stream" if conn.scope["type"] == "websocket" else conn.scope.get("method", "request")
+    return report(exc, getattr(conn.app.state, "metrics", None), f"{what} {conn.url.path}")
 
 
 def error_response(request: Request, exc: BaseException) -> JSONResponse:

@@ -38,6 +38,8 @@ def _knob(default: Any, help: str, minimum: float | None = None) -> Any:
 class Settings:
     host: str = _knob("0.0.0.0", "address to listen on (0.0.0.0: every interface, as a container needs)")
     port: int = _knob(8000, "TCP port to listen on", minimum=0)
+    wyoming_port: int = _knob(10300, "TCP port `edgescribe wyoming` listens on (10300: Home Assistant's usual one "
+                                     "for speech-to-text)", minimum=0)
     model: str | None = _knob(None, "model file to serve (empty: the model embedded in the package)")
     engine: str = _knob("auto", "what runs the network: onnxruntime, torch, or auto (ONNX Runtime when the model "
                                 "carries an ONNX graph and onnxruntime is installed, torch otherwise)")
@@ -108,8 +110,9 @@ class Settings:
                 raise SettingsError(f"{env_name(f.name)} must be at least {minimum:g}, got {value!r}")
         if self.engine not in ENGINES:
             raise SettingsError(f"{env_name('engine')} must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.port > 65535:
-            raise SettingsError(f"{env_name('port')} must be at most 65535, got {self.port}")
+        for name in ("port", "wyoming_port"):
+            if getattr(self, name) > 65535:
+                raise SettingsError(f"{env_name(name)} must be at most 65535, got {getattr(self, name)}")
         if self.stream_sample_rate > STREAM_RATES[1]:
             raise SettingsError(f"{env_name('stream_sample_rate')} must be at most {STREAM_RATES[1]}, "
                                 f"got {self.stream_sample_rate}")
