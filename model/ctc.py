@@ -427,6 +427,12 @@ class BeamSearch:
             return Transcript("")
         return words_from_emissions(_emission_list(beam.emissions), self.vocab, frame_offset)
 
+    def leading_state(self, search: BeamState) -> object | None:
+        """The constraint state of the best-ranked prefix (complete or not); None for an empty beam."""
+        if not search.beams:
+            return None
+        return max(search.beams.items(), key=lambda kv: kv[1].total + kv[0].score)[0].state
+
     def nbest(self, search: BeamState, n: int, frame_offset: int = 0) -> list[Hypothesis]:
         """The ``n`` best complete hypotheses in the beam, best first, one per text: a prefix that ends
         in a space spells the same words as the one without it, and under a grammar many spellings end

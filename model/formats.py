@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 
 from .recognize import Segment
+from .templates import Intent
 
 FORMATS = ("text", "json", "srt", "vtt")
 
@@ -20,6 +21,20 @@ def _timestamp(seconds: float, sep: str) -> str:
 
 def full_text(segments: Sequence[Segment]) -> str:
     return " ".join(s.text for s in segments if s.text)
+
+
+def intent_json(intent: Intent | None) -> dict | None:
+    """An intent as the API answers it: ``{"name", "slots": {slot: {"value", "text"}}, "confidence"}``
+    (Home Assistant's slot names; ``text`` is what was said, "" for a slot the intent fixes)."""
+    if intent is None:
+        return None
+    slots = {k: {"value": v.value, "text": v.text} for k, v in intent.slots.items()}
+    return {"name": intent.name, "slots": slots, "confidence": intent.confidence}
+
+
+def first_intent(segments: Sequence[Segment]) -> dict | None:
+    """The first segment's intent that there is: an upload or utterance is usually one command."""
+    return next((intent_json(s.intent) for s in segments if s.intent is not None), None)
 
 
 def to_srt(segments: Sequence[Segment]) -> str:

@@ -12,6 +12,7 @@ Everything here is NumPy: the network runs on whichever engine the model was loa
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ from .ctc import FRAME_SECONDS, BeamSearch, BeamState, Hypothesis, Transcript, W
 from .fbank import Fbank, StreamingFbank
 from .grammar import Grammar
 from .state import RECEPTIVE_FIELD
+from .templates import Intent, Templates, content_key
 
 if TYPE_CHECKING:
     from .checkpoint import ModelBundle
@@ -31,6 +33,12 @@ if TYPE_CHECKING:
 
 ENDPOINT_SECONDS = 0.6  # a pause this long after speech closes a segment (Vosk/Kaldi use 0.5-1.0 s)
 MAX_SEGMENT_SECONDS = 30.0  # bounds a segment's memory and latency when nobody pauses
+# Under sentence templates a pause closes a segment only where a command can end: a sentence that
+# is complete and cannot go on closes at the usual pause; one that is complete but may go on ("a
+# large latte" [with oat milk]) waits this long; an unfinished one waits for the longer silence.
+TEMPLATE_PAUSE_SECONDS = 1.0
+TEMPLATE_MAX_PAUSE_SECONDS = 2.0
+TEMPLATE_CACHE_SIZE = 16  # compiled templates kept per recognizer, by content hash
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class Segment:
     # The segment's n best transcripts, best first (the first is ``text``), when the stream was asked for
     # them; times on the same clock as ``words``.
     alternatives: tuple[Hypothesis, ...] = ()
+    intent: Intent | None = None  # under sentence templates: the intent and slots of ``text``
 
 
 def acoustic_of(model: Any) -> Acoustic:
@@ -64,6 +73,8 @@ class Recognizer:
         self.extractor = Fbank(bundle.features)
         self.decoding = decoding or bundle.decoding
         self.lm = lm
+        self._templates: dict[str, Templates] = {}
+        self._templates_lock = threading.Lock()
 
     @property
     def engine(self) -> str:
@@ -74,14 +85,15 @@ class Recognizer:
         return self.bundle.features.sample_rate
 
     def decode(self, log_probs: np.ndarray, frame_offset: int = 0, hotwords: Sequence[str] = (),
-               grammar: Grammar | None = None) -> Transcript:
+               grammar: Grammar | Templates | None = None) -> Transcript:
         """``grammar``: decode to one of its phrases (or "[unk]", or nothing) instead of free text."""
         search = self.beam_search(hotwords, grammar)
         if search is None:
             return greedy_decode(log_probs, self.bundle.vocab, frame_offset)
         return search.decode(log_probs, frame_offset)
 
-    def beam_search(self, hotwords: Sequence[str] = (), grammar: Grammar | None = None) -> BeamSearch | None:
+    def beam_search(self, hotwords: Sequence[str] = (),
+                    grammar: Grammar | Templates | None = None) -> BeamSearch | None:
         """The search these settings call for; None where greedy decoding gives the same answer."""
         if self.decoding.beam_size <= 1 and not hotwords and self.lm is None and grammar is None:
             return None
@@ -95,14 +107,29 @@ class Recognizer:
         """A phrase list checked against this model's vocabulary; raises ``GrammarError``."""
         return Grammar(phrases, self.bundle.vocab)
 
+    def templates(self, text: str, lists: dict | None = None, source: str = "<template>") -> Templates:
+        """Sentence templates (YAML) compiled for this model, cached by content: a client may send the
+        same file with every request. Raises ``templates.TemplateError`` naming the line."""
+        key = content_key(text, lists)
+        cache = self._templates
+        with self._templates_lock:
+            hit = cache.pop(key, None)
+        if hit is None:
+            hit = Templates.from_yaml(text, self.bundle.vocab, lists=lists, source=source)
+        with self._templates_lock:
+            cache[key] = hit  # most recently used last
+            while len(cache) > TEMPLATE_CACHE_SIZE:
+                cache.pop(next(iter(cache)))
+        return hit
+
     def stream(self, hotwords: Sequence[str] = (), endpoint_seconds: float = ENDPOINT_SECONDS,
-               grammar: Grammar | None = None, alternatives: int = 0, start_seconds: float = 0.0) -> Stream:
+               grammar: Grammar | Templates | None = None, alternatives: int = 0, start_seconds: float = 0.0) -> Stream:
         """``alternatives``: give each segment its n best transcripts too; ``start_seconds``: where the
         stream's clock starts (a stream that goes on from another's end keeps its times)."""
         return Stream(self, hotwords, endpoint_seconds, grammar, alternatives, start_seconds)
 
     def iter_segments(self, chunks: Iterable[np.ndarray], hotwords: Sequence[str] = (),
-                      grammar: Grammar | None = None) -> Iterator[Segment]:
+                      grammar: Grammar | Templates | None = None) -> Iterator[Segment]:
         """Each segment as soon as a pause (or the end) closes it."""
         stream = self.stream(hotwords, grammar=grammar)
         for chunk in chunks:
@@ -110,11 +137,11 @@ class Recognizer:
         yield from stream.finish()
 
     def transcribe_chunks(self, chunks: Iterable[np.ndarray], hotwords: Sequence[str] = (),
-                          grammar: Grammar | None = None) -> list[Segment]:
+                          grammar: Grammar | Templates | None = None) -> list[Segment]:
         return list(self.iter_segments(chunks, hotwords, grammar))
 
     def transcribe(self, waveform: np.ndarray, hotwords: Sequence[str] = (),
-                   grammar: Grammar | None = None) -> list[Segment]:
+                   grammar: Grammar | Templates | None = None) -> list[Segment]:
         return self.transcribe_chunks([waveform], hotwords, grammar)
 
 
@@ -122,7 +149,7 @@ class Stream:
     """One live stream. ``accept`` audio, read ``partial()``, get ``Segment``s at each pause."""
 
     def __init__(self, recognizer: Recognizer, hotwords: Sequence[str], endpoint_seconds: float,
-                 grammar: Grammar | None = None, alternatives: int = 0, start_seconds: float = 0.0):
+                 grammar: Grammar | Templates | None = None, alternatives: int = 0, start_seconds: float = 0.0):
         if alternatives < 0:
             raise ValueError(f"alternatives must be 0 or more, got {alternatives}")
         self.rec = recognizer
@@ -137,6 +164,9 @@ class Stream:
         self.fbank = StreamingFbank(recognizer.extractor)
         self.state = recognizer.acoustic.initial_state()
         self.endpoint_frames = max(1, round(endpoint_seconds / FRAME_SECONDS))
+        # Under templates: the pauses that close a complete sentence that may go on, and anything.
+        self.template_pause_frames = max(self.endpoint_frames, round(TEMPLATE_PAUSE_SECONDS / FRAME_SECONDS))
+        self.template_max_pause_frames = max(self.endpoint_frames, round(TEMPLATE_MAX_PAUSE_SECONDS / FRAME_SECONDS))
         self.max_frames = round(MAX_SEGMENT_SECONDS / FRAME_SECONDS)
         self.segment_start = 0  # output frame where the current segment starts
         self.log_probs: list[np.ndarray] = []  # the current segment's (t, V) pieces
@@ -180,9 +210,21 @@ class Stream:
             return []
         last_speech = int(np.flatnonzero(speech)[-1])
         trailing = frames.shape[0] - 1 - last_speech
-        if trailing >= self.endpoint_frames or frames.shape[0] >= self.max_frames:
+        if frames.shape[0] >= self.max_frames:
+            return self._close(frames.shape[0])
+        if trailing >= self.endpoint_frames and trailing >= self._pause_needed():
             return self._close(frames.shape[0])
         return []
+
+    def _pause_needed(self) -> int:
+        """Frames of pause that close the open segment: the usual endpoint, or under templates one
+        that depends on where the best sentence so far stands (see TEMPLATE_PAUSE_SECONDS)."""
+        if not isinstance(self.grammar, Templates) or self.search is None:
+            return self.endpoint_frames
+        state = self.search.leading_state(self._advance_beam(self.search, self._frames()))
+        if state is None or not self.grammar.can_end(state):
+            return self.template_max_pause_frames
+        return self.template_pause_frames if self.grammar.can_continue(state) else self.endpoint_frames
 
     def _close(self, n_frames: int) -> list[Segment]:
         frames = self._frames()[:n_frames]
@@ -190,7 +232,7 @@ class Stream:
         if self.search is None:
             t = greedy_decode(frames, self.rec.bundle.vocab, self.segment_start)
             # Greedy decoding keeps one path: the only alternative, scored by its log-probability.
-            hypotheses = [Hypothesis(t, float(frames.max(dim=-1).values.sum()))]
+            hypotheses = [Hypothesis(t, float(frames.max(axis=-1).sum()))]
         else:
             beam = self._advance_beam(self.search, frames)
             hypotheses = self.search.nbest(beam, max(1, self.alternatives), self.segment_start)
@@ -207,7 +249,11 @@ class Stream:
             start, end = t.words[0].start, t.words[-1].end
         alternatives = tuple(Hypothesis(self._on_clock(h.transcript), round(h.score, 4))
                              for h in hypotheses[: self.alternatives])
-        seg = Segment(self.next_id, round(start, 3), round(end, 3), t.text, t.words, alternatives)
+        intent = None
+        if isinstance(self.grammar, Templates):
+            confidence = sum(w.confidence for w in t.words) / len(t.words) if t.words else 0.0
+            intent = self.grammar.match(t.text, confidence)
+        seg = Segment(self.next_id, round(start, 3), round(end, 3), t.text, t.words, alternatives, intent)
         self.next_id += 1
         return [seg]
 

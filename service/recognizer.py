@@ -28,6 +28,7 @@ from prometheus_client import Gauge
 from model.audio import DecodeCancelled, DecodeLimits, iter_audio, pcm16_to_float
 from model.grammar import Grammar, GrammarError
 from model.recognize import Recognizer, Segment
+from model.templates import Templates
 from model.tokens import normalize_text
 
 from .errors import BadField, Busy, ClientGone
@@ -110,8 +111,18 @@ class Engine:
         except GrammarError as e:
             raise BadField(str(e), field) from e
 
+    async def templates(self, text: str, field: str = "grammar") -> Templates:
+        """Sentence templates compiled off the event loop (cached by content); 400 naming the line if bad."""
+        limit = self.settings.max_template_bytes
+        if len(text.encode("utf-8", "replace")) > limit:
+            raise BadField(f"the template is over {limit} bytes (EDGESCRIBE_MAX_TEMPLATE_BYTES)", field)
+        try:
+            return await self.run(self.recognizer.templates, text, None, field)
+        except GrammarError as e:  # TemplateError is one
+            raise BadField(str(e), field) from e
+
     async def transcribe(self, source: IO[bytes], hotwords: Sequence[str], abandoned: Awaitable[object],
-                         grammar: Grammar | None = None,
+                         grammar: Grammar | Templates | None = None,
                          on_segment: Callable[[Segment], None] | None = None) -> Transcription:
         """Transcribe a whole file in bounded chunks; stop early when ``abandoned`` completes (client gone).
 
@@ -137,7 +148,7 @@ class Engine:
         return result
 
     async def transcribe_segments(self, source: IO[bytes], hotwords: Sequence[str], abandoned: Awaitable[object],
-                                  grammar: Grammar | None = None) -> AsyncIterator[Segment]:
+                                  grammar: Grammar | Templates | None = None) -> AsyncIterator[Segment]:
         """``transcribe``, yielding each segment as a pause closes it. Closing the iterator early (its
         consumer went away) stops the work; a failure is raised after the segments that came before it."""
         closed: asyncio.Queue[Segment] = asyncio.Queue()  # bounded by the file: a few words per second of audio
@@ -159,7 +170,7 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError, Exception):  # told already, or nobody is left to tell
                 await work
 
-    def _transcribe_file(self, source: IO[bytes], hotwords: Sequence[str], grammar: Grammar | None,
+    def _transcribe_file(self, source: IO[bytes], hotwords: Sequence[str], grammar: Grammar | Templates | None,
                          cancel: threading.Event,
                          on_segment: Callable[[Segment], object] | None = None) -> Transcription:
         started = time.perf_counter()
@@ -176,7 +187,7 @@ class Engine:
         return Transcription(segments, counted.samples / self.recognizer.sample_rate,
                              time.perf_counter() - started)
 
-    def session(self, sample_rate: int, hotwords: Sequence[str], grammar: Grammar | None = None,
+    def session(self, sample_rate: int, hotwords: Sequence[str], grammar: Grammar | Templates | None = None,
                 alternatives: int = 0) -> Session:
         return Session(self, sample_rate, hotwords, grammar, alternatives)
 
@@ -233,7 +244,7 @@ class Session:
     """
 
     def __init__(self, engine: Engine, sample_rate: int, hotwords: Sequence[str],
-                 grammar: Grammar | None = None, alternatives: int = 0) -> None:
+                 grammar: Grammar | Templates | None = None, alternatives: int = 0) -> None:
         self.engine = engine
         self.sample_rate, self.hotwords, self.grammar, self.alternatives = sample_rate, hotwords, grammar, alternatives
         self.processing = 0.0

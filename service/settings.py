@@ -72,6 +72,8 @@ class Settings:
     max_alternatives: int = _knob(10, "most alternatives a stream's config may ask for (max_alternatives); more "
                                       "are cut to this, and no more than the beam holds come back; 0: none",
                                   minimum=0)
+    max_template_bytes: int = _knob(1_000_000, "largest sentence-template file (YAML) a request or stream config "
+                                               "may send as its grammar", minimum=1)
     max_hotwords: int = _knob(64, "most hotwords taken from a prompt or phrase_list (the last ones win)",
                               minimum=0)
     idle_timeout: float = _knob(30.0, "seconds a client may send nothing (stream messages, upload data) "

@@ -7,7 +7,9 @@ Client -> server:
                                max_alternatives: 0 = plain results, cut to EDGESCRIBE_MAX_ALTERNATIVES);
                                phrase_list restricts the output to those phrases (Vosk's grammar mode;
                                "[unk]" allows anything else); "hotwords": ["..."] (our extension) only
-                               biases decoding toward its words
+                               biases decoding toward its words; "grammar": "<sentence templates, YAML>"
+                               (our extension, Home Assistant's format): only their sentences come out,
+                               and finals carry "intent": {"name", "slots", "confidence"} (null: no match)
   binary messages              16-bit little-endian mono PCM at that rate (resampled here to the model's);
                                without a config, EDGESCRIBE_STREAM_SAMPLE_RATE (16000; vosk-server's is 8000)
   text message                 {"reset": 1}: the final result of what was sent so far; the stream stays open
@@ -38,6 +40,7 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from model.audio import RATES, AudioTooLong
+from model.formats import first_intent
 from model.recognize import Segment
 
 from ..deps import EngineDep, SettingsDep, check_api_key
@@ -65,6 +68,7 @@ class StreamConfig:
     max_alternatives: int = 0  # vosk-server's default (VOSK_ALTERNATIVES): plain results
     phrase_list: tuple[str, ...] = field(default_factory=tuple)  # a grammar, as in vosk-server
     hotwords: tuple[str, ...] = field(default_factory=tuple)
+    grammar: str = ""  # sentence templates (YAML); finals then carry the intent
 
     @classmethod
     def parse(cls, raw: object, settings: Settings) -> StreamConfig:
@@ -87,8 +91,15 @@ class StreamConfig:
             if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
                 raise BadField(f"{name} must be a list of strings", name)
             lists.append(tuple(items))
+        grammar = raw.get("grammar", "")
+        if not isinstance(grammar, str):
+            raise BadField("grammar must be the text of a sentence-template file (YAML); for a list of phrases "
+                           "use phrase_list", "grammar")
+        if grammar.strip() and lists[0]:
+            raise BadField("send either grammar (sentence templates) or phrase_list, not both", "grammar")
         # More alternatives than the server's limit are cut to it, as Vosk gives "up to" the number asked.
-        return cls(rate, bool(words), min(alternatives, settings.max_alternatives), *lists)
+        return cls(rate, bool(words), min(alternatives, settings.max_alternatives), *lists,
+                   grammar=grammar if grammar.strip() else "")
 
 
 def result_message(segments: list[Segment], config: StreamConfig) -> dict:
@@ -100,6 +111,8 @@ def result_message(segments: list[Segment], config: StreamConfig) -> dict:
     words = [{"conf": w.confidence, "end": w.end, "start": w.start, "word": w.word} for s in segments for w in s.words]
     if config.words and words:
         message["result"] = words
+    if config.grammar:
+        message["intent"] = first_intent(segments)
     return message
 
 
@@ -193,7 +206,9 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
                 if session is not None:
                     raise BadField("config must come before the first audio message", "config")
                 config = StreamConfig.parse(obj["config"], settings)
-                grammar = engine.grammar(config.phrase_list)  # a bad phrase list fails here, not at first audio
+                # A bad phrase list or template fails here, not at first audio.
+                grammar = (await engine.templates(config.grammar) if config.grammar
+                           else engine.grammar(config.phrase_list))
                 continue
             if "eof" in obj:
                 await _finish(ws, session, config, settings, 1000)

@@ -24,7 +24,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
-from model.formats import full_text, to_srt, to_vtt
+from model.formats import first_intent, full_text, intent_json, to_srt, to_vtt
 
 from ..deps import ApiKey, EngineDep, SettingsDep
 from ..errors import BadField, IdleTimeout, UploadTooLarge
@@ -56,6 +56,10 @@ _FORM_SCHEMA = {
                 "phrase_list": {"type": "array", "items": {"type": "string"},
                                 "description": "restrict the transcript to these phrases (grammar mode; "
                                                "'[unk]' allows anything else); repeat the field per phrase"},
+                "grammar": {"type": "string",
+                            "description": "sentence templates in Home Assistant's YAML format (intents, lists, "
+                                           "expansion_rules): the transcript is one of their sentences or nothing, "
+                                           "and verbose_json adds its intent and slots"},
                 "response_format": {"type": "string", "enum": list(RESPONSE_FORMATS), "default": "json"},
                 "stream": {"type": "boolean", "default": False,
                            "description": "answer server-sent events as segments are decoded "
@@ -76,6 +80,7 @@ class TranscriptionParams:
     language: str
     prompt: str
     phrase_list: tuple[str, ...]
+    grammar: str  # sentence templates (YAML), "" for none
     response_format: str
     granularities: frozenset[str]
     stream: bool
@@ -105,6 +110,9 @@ class TranscriptionParams:
             raise BadField(f"timestamp_granularities {unknown} unknown: use 'segment' and/or 'word'",
                            "timestamp_granularities[]")
         phrases = tuple(_texts(form, "phrase_list") + _texts(form, "phrase_list[]"))
+        grammar = _text(form, "grammar")
+        if grammar.strip() and phrases:
+            raise BadField("send either grammar (sentence templates) or phrase_list, not both", "grammar")
         stream = BOOLEANS.get(_text(form, "stream").strip().lower())
         if stream is None:
             raise BadField(f"stream must be true or false, got {_text(form, 'stream')!r}", "stream")
@@ -112,8 +120,8 @@ class TranscriptionParams:
             raise BadField(f"stream=true answers transcript.text events, which carry text only: use response_format "
                            f"{' or '.join(STREAM_FORMATS)} with it, or leave stream out for {response_format}",
                            "stream")
-        return cls(file, language, _text(form, "prompt"), phrases, response_format, frozenset(granularities),
-                   stream)
+        return cls(file, language, _text(form, "prompt"), phrases, grammar if grammar.strip() else "",
+                   response_format, frozenset(granularities), stream)
 
 
 def _texts(form: FormData, name: str) -> list[str]:
@@ -196,7 +204,7 @@ async def create_transcription(request: Request, engine: EngineDep, settings: Se
         form = await held.enter_async_context(read_form(request, settings))
         params = TranscriptionParams.from_form(form)
         hotwords = engine.hotwords(params.prompt.split())
-        grammar = engine.grammar(params.phrase_list)
+        grammar = await engine.templates(params.grammar) if params.grammar else engine.grammar(params.phrase_list)
         if params.stream:
             segments = engine.transcribe_segments(params.file.file, hotwords, _disconnected(request.receive), grammar)
             held.push_async_callback(segments.aclose)  # first of all: stop the work, then close the file
@@ -223,6 +231,10 @@ def render(result: Transcription, params: TranscriptionParams) -> Response:
         "text": full_text(segments),
         "segments": [{"id": s.id, "start": s.start, "end": s.end, "text": s.text} for s in segments],
     }
+    if params.grammar:  # sentence templates: what the command means, per segment and for the upload
+        body["intent"] = first_intent(segments)
+        for entry, s in zip(body["segments"], segments, strict=True):
+            entry["intent"] = intent_json(s.intent)
     if "word" in params.granularities:
         body["words"] = [{"word": w.word, "start": w.start, "end": w.end} for s in segments for w in s.words]
     return JSONResponse(body)
