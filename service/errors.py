@@ -10,6 +10,7 @@ failure exactly where OpenAI's is a broad class such as "invalid_request_error".
 WebSocket close codes are 4000 + the HTTP status of the same failure (4400, 4413, 4503, ...), the
 convention for application codes in the 4000-4999 range; an unexpected error closes with 1011.
 Before closing, the stream is sent the same JSON body, since a close reason is limited to 123 bytes.
+A Wyoming connection (service/wyoming) is sent the message in an ``error`` event whose code is the kind.
 """
 
 from __future__ import annotations

@@ -28,12 +28,14 @@ from wyoming.info import Describe, Info
 from wyoming.ping import Ping
 
 from edgescribe.cli import main
+from model.audio import load_audio
 from service.bench import stop_process
 from service.settings import Settings
 from service.wyoming.connection import pcm16_mono
 from service.wyoming.server import check_exposure
 
 ROOT = Path(__file__).parent.parent
+COMMANDS = Path(__file__).parent / "fixtures" / "commands"
 WYOMING = [sys.executable, "-m", "edgescribe.cli", "wyoming", "--host", "127.0.0.1"]
 HEARD = "call one two three"  # fixture utt02, as the embedded model hears it in every format below
 IDLE = 3.0  # the module server's idle timeout, in seconds: short, so that an idle client is cut quickly
@@ -342,3 +344,57 @@ def test_pcm_of_any_width_and_channel_count_becomes_16_bit_mono():
     assert np.array_equal(eight, samples & ~0xFF)  # 8 bits keep the top byte
     stereo = np.stack([samples, np.zeros_like(samples)], 1).reshape(-1).tobytes()
     assert np.array_equal(np.frombuffer(pcm16_mono(stereo, 2, 2), "<i2"), np.round(samples / 2))  # averaged
+
+
+# --- template mode --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sentences(tmp_path_factory) -> Path:
+    """The template tests' file with the home's entity names written into it, as a user's own file has them."""
+    path = tmp_path_factory.mktemp("wyoming") / "sentences.yaml"
+    path.write_text((COMMANDS / "commands.yaml").read_text().replace(
+        "lists:\n", "lists:\n  name:\n    values: [kitchen light, tv]\n", 1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def template_server(sentences):
+    with wyoming_server("--sentences", str(sentences)) as s:
+        yield s
+
+
+def _command(clip: str) -> bytes:
+    audio = load_audio(COMMANDS / f"{clip}.flac", 16000)
+    return np.clip(np.round(audio * 32768), -32768, 32767).astype("<i2").tobytes()
+
+
+@pytest.mark.parametrize(("clip", "text", "slots"), [
+    ("cmd00", "set the kitchen lights to fifty percent", {"area": {"value": "kitchen", "text": "kitchen"},
+                                                          "brightness": {"value": 50, "text": "fifty"}}),
+    # A 1.2 s pause where no sentence can end: still one command.
+    ("cmd03", "set the living room lights to twenty percent", {"area": {"value": "living_room", "text": "living room"},
+                                                               "brightness": {"value": 20, "text": "twenty"}}),
+])
+def test_template_mode_answers_the_sentence_and_its_intent(template_server, clip, text, slots):
+    event = run(transcribe(template_server.port, _command(clip), 16000))
+    assert Transcript.from_event(event).text == text
+    intent = event.data["intent"]
+    assert (intent["name"], intent["slots"]) == ("HassLightSet", slots) and 0 < intent["confidence"] <= 1
+
+
+def test_template_mode_answers_nothing_for_speech_outside_the_templates(template_server):
+    # Free decoding hears HEARD in this clip; no template sentence is near it.
+    assert run(transcribe(template_server.port, speech_pcm16((2,), 0.5).tobytes(), 16000)).data["text"] == ""
+    event = run(transcribe(template_server.port, _command("cmd05"), 16000))
+    assert (event.data["text"], event.data["intent"]) == ("", None)
+
+
+def test_template_mode_starts_only_with_a_template_it_can_compile(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("intents:\n  A:\n    data:\n      - sentences:\n          - 'turn (on'\n")
+    assert main(["wyoming", "--host", "127.0.0.1", "--sentences", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgescribe wyoming: ") and "bad.yaml" in err and "line 5" in err
+    assert main(["wyoming", "--host", "127.0.0.1", "--sentences", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml" in capsys.readouterr().err

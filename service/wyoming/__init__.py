@@ -15,7 +15,8 @@ Events of other types are dropped, as the protocol asks of servers. An utterance
 audio-chunk (no audio-start), and one connection may carry several utterances in turn.
 
 With ``--sentences FILE`` (Home Assistant sentence templates) the text is one of the templates' sentences or
-"" when the speech fits none, and the transcript also carries ``intent: {name, slots, confidence}``.
+"" when the speech fits none, and the transcript also carries ``intent``: ``{name, slots, confidence}`` as the
+HTTP service answers it (model.formats.first_intent), null for no match.
 
 A failure (a malformed event, an unsupported format, every utterance slot busy, an idle client, an utterance
 over the limits) is answered with an ``error`` event whose code is the failure's kind from

@@ -47,13 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "key; without this flag such a server listens on loopback only)")
 
 
-def load_sentences(path: Path, vocab):
-    """The compiled templates of ``path``; raises OSError or TemplateError (naming the file and line)."""
-    from model.templates import Templates
-
-    return Templates.from_yaml(path.read_text(encoding="utf-8"), vocab, source=str(path))
-
-
 def run(args: argparse.Namespace) -> int:
     from model.container import CheckpointError
     from model.grammar import GrammarError
@@ -71,8 +64,10 @@ def run(args: argparse.Namespace) -> int:
         check_exposure(settings, args.allow_unauthenticated)
         bundle = load_for(settings)
         recognizer = build_recognizer(bundle, settings)
-        grammar = None if args.sentences is None else load_sentences(args.sentences, bundle.vocab)
-    except (SettingsError, CheckpointError, LMError, GrammarError, OSError) as e:  # TemplateError is a GrammarError
+        # A template that cannot be compiled stops the start with one line naming the file and the line.
+        grammar = None if args.sentences is None else recognizer.templates(
+            args.sentences.read_text(encoding="utf-8"), source=str(args.sentences))
+    except (SettingsError, CheckpointError, LMError, GrammarError, OSError, UnicodeError) as e:  # TemplateError
         print(f"edgescribe wyoming: {e}", file=sys.stderr)
         return 2
     if settings.api_key is not None and args.allow_unauthenticated:

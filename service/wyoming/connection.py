@@ -27,8 +27,9 @@ from wyoming.ping import Ping, Pong
 from wyoming.server import AsyncEventHandler
 
 from model.audio import MAX_CHANNELS, RATES
-from model.ctc import Constraint
+from model.formats import first_intent, full_text
 from model.recognize import Segment
+from model.templates import Templates
 
 from ..errors import BadField, Busy, ClientGone, IdleTimeout, UploadTooLarge, error_body, report, send_within
 from ..metrics import Metrics
@@ -54,7 +55,7 @@ class Service:
     settings: Settings
     info: Event
     names: frozenset[str]  # what a transcribe's "name" may be: the program's and the model's
-    grammar: Constraint | None = None
+    grammar: Templates | None = None
     draining: bool = False  # set at SIGTERM: connections close once their utterance has its transcript
     connections: int = 0
 
@@ -164,6 +165,8 @@ class _Utterance:
 
 
 class Connection(AsyncEventHandler):
+    """One client: its events answered in order, at most one utterance open at a time."""
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, service: Service) -> None:
         super().__init__(reader, writer)
         self.service = service
@@ -333,11 +336,7 @@ class Connection(AsyncEventHandler):
             self.service.metrics.observe(ENDPOINT, u.session.seconds, u.session.processing)
 
     def _transcript(self, segments: list[Segment]) -> Event:
-        event = Transcript(text=" ".join(s.text for s in segments if s.text), language=LANGUAGE).event()
-        if self.service.grammar is not None:  # template mode: the first matched command's intent, if any
-            intent = next((s.intent for s in segments if s.intent is not None), None)
-            if intent is not None:
-                event.data["intent"] = {
-                    "name": intent.name, "confidence": round(float(intent.confidence), 4),
-                    "slots": {name: {"value": slot.value, "text": slot.text} for name, slot in intent.slots.items()}}
+        event = Transcript(text=full_text(segments), language=LANGUAGE).event()
+        if self.service.grammar is not None:  # template mode: the match, as the HTTP service answers it
+            event.data["intent"] = first_intent(segments)
         return event
