@@ -25,13 +25,13 @@ from typing import IO, TypeVar
 import numpy as np
 from prometheus_client import Gauge
 
-from model.audio import DecodeCancelled, DecodeLimits, iter_audio, pcm16_to_float
+from model.audio import AudioTooLong, DecodeCancelled, DecodeLimits, iter_audio, pcm16_to_float
 from model.grammar import Grammar, GrammarError
 from model.recognize import Recognizer, Segment
 from model.templates import Templates
 from model.tokens import normalize_text
 
-from .errors import BadField, Busy, ClientGone
+from .errors import BadField, Busy, ClientGone, IdleTimeout
 from .metrics import Metrics
 from .settings import Settings
 
@@ -291,3 +291,17 @@ class Session:
     @property
     def seconds(self) -> float:
         return self.stream.seconds
+
+
+def check_pace(session: Session | None, started: float, settings: Settings) -> None:
+    """Refuse a stream (WebSocket or Wyoming) that sends audio far slower than real time, or more audio
+    than one request may hold."""
+    seconds = 0.0 if session is None else session.seconds
+    if seconds > settings.max_audio_seconds:
+        raise AudioTooLong(f"the stream has sent more than {settings.max_audio_seconds:g} s of audio, the most one "
+                           f"stream may (EDGESCRIBE_MAX_AUDIO_SECONDS): open a new stream to go on")
+    owed = settings.min_stream_realtime * (time.monotonic() - started - settings.idle_timeout)
+    if owed > 0 and seconds < owed:
+        raise IdleTimeout(f"the stream has sent {seconds:.1f} s of audio in {time.monotonic() - started:.0f} s, "
+                          f"under the floor of {settings.min_stream_realtime:g} s per second "
+                          f"(EDGESCRIBE_MIN_STREAM_REALTIME): send live audio as it is captured")

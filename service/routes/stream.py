@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from model.audio import RATES, AudioTooLong
+from model.audio import RATES
 from model.formats import first_intent
 from model.recognize import Segment
 
 from ..deps import EngineDep, SettingsDep, check_api_key
 from ..errors import BadField, IdleTimeout, UploadTooLarge, close_label, close_websocket, send_within
-from ..recognizer import Engine, Session
+from ..recognizer import Engine, Session, check_pace
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -156,19 +156,6 @@ async def _receive(ws: WebSocket, deadline: float, draining: asyncio.Event) -> d
                       '{"eof": 1} to finish (other messages do not keep a stream open)')
 
 
-def _check_pace(session: Session | None, started: float, settings: Settings) -> None:
-    """Refuse a stream that sends audio far slower than real time, or more than one request may hold."""
-    seconds = 0.0 if session is None else session.seconds
-    if seconds > settings.max_audio_seconds:
-        raise AudioTooLong(f"the stream has sent more than {settings.max_audio_seconds:g} s of audio, the most one "
-                           f"stream may (EDGESCRIBE_MAX_AUDIO_SECONDS): open a new stream to go on")
-    owed = settings.min_stream_realtime * (time.monotonic() - started - settings.idle_timeout)
-    if owed > 0 and seconds < owed:
-        raise IdleTimeout(f"the stream has sent {seconds:.1f} s of audio in {time.monotonic() - started:.0f} s, "
-                          f"under the floor of {settings.min_stream_realtime:g} s per second "
-                          f"(EDGESCRIBE_MIN_STREAM_REALTIME): send live audio as it is captured")
-
-
 async def _finish(ws: WebSocket, session: Session | None, config: StreamConfig, settings: Settings,
                   code: int) -> None:
     segments = [] if session is None else await session.finish()
@@ -191,7 +178,7 @@ async def _serve(ws: WebSocket, engine: Engine, settings: Settings) -> Session |
         if message is None:  # graceful shutdown: the open segment's final text, then "going away"
             await _finish(ws, session, config, settings, 1001)
             return session
-        _check_pace(session, started, settings)
+        check_pace(session, started, settings)
         data: bytes | None = message.get("bytes")
         if data is None:
             text = message.get("text") or ""

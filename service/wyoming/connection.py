@@ -33,8 +33,7 @@ from model.templates import Templates
 
 from ..errors import BadField, Busy, ClientGone, IdleTimeout, UploadTooLarge, error_body, report, send_within
 from ..metrics import Metrics
-from ..recognizer import Engine, Session
-from ..routes.stream import _check_pace
+from ..recognizer import Engine, Session, check_pace
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
@@ -296,7 +295,7 @@ class Connection(AsyncEventHandler):
         if chunk.rate != u.rate:
             raise BadField(f"a chunk at {chunk.rate} Hz in an utterance at {u.rate} Hz: keep one rate per "
                            "utterance", "rate")
-        _check_pace(u.session, u.started, self.service.settings)
+        check_pace(u.session, u.started, self.service.settings)
         u.last_audio = time.monotonic()
         segments, _ = await u.session.accept(pcm16_mono(chunk.audio, chunk.width, chunk.channels))
         u.segments += segments
