@@ -32,7 +32,7 @@ import itertools
 import json
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .grammar import UNK_PENALTY, GrammarError
@@ -135,14 +135,6 @@ class _Graph:
         return len(self.letters)
 
 
-@dataclass
-class _Slots:
-    """The lists a template may reference: its own, the user's, and the ones to leave out."""
-
-    lists: dict[str, Any] = field(default_factory=dict)  # name -> hassil SlotList
-    skipped: set[str] = field(default_factory=set)  # wildcard lists: their sentences are dropped
-
-
 class _Dead(Exception):
     """A branch that can produce nothing (an empty list, a wildcard): its alternative is dropped."""
 
@@ -160,31 +152,22 @@ class Templates:
     def __init__(self, data: Mapping[str, Any], vocab: Vocabulary, *, lists: Mapping[str, Any] | None = None,
                  source: str = "<template>", unk_penalty: float = UNK_PENALTY, allow_unk: bool = True,
                  max_nodes: int = MAX_GRAPH_NODES) -> None:
-        from hassil.intents import WildcardSlotList, _parse_list
-
         self.vocab = vocab
         self.source = source
         self.unk_penalty = unk_penalty
         self.allow_unk = allow_unk
-        self.repeat = False
         self._space = vocab.space_id
         self._g = _Graph(max_nodes)
         if not isinstance(data, Mapping) or not isinstance(data.get("intents"), Mapping) or not data["intents"]:
             raise TemplateError(f"{source}: a template file needs an 'intents' mapping, e.g.\nintents:\n  TurnOn:\n"
                                 "    data:\n      - sentences:\n          - \"turn on [the] {name}\"")
-        slots = _Slots()
+        # The lists sentences may name (hassil SlotLists): the file's own, then the caller's over them.
+        self._lists: dict[str, Any] = {}
         for name, spec in {**(data.get("lists") or {}), **_user_lists(lists or {})}.items():
-            try:
-                parsed = _parse_list(str(name), spec)
-            except Exception as e:  # noqa: BLE001 - hassil raises ValueError/KeyError/TypeError/AssertionError
-                raise TemplateError(f"{_where(source, name)}: list {{{name}}} cannot be read: {e}") from None
-            if isinstance(parsed, WildcardSlotList):
-                slots.skipped.add(str(name))
-            slots.lists[str(name)] = parsed
+            self._lists[str(name)] = _read_list(name, spec, source)
         self._rules = {str(k): v for k, v in (data.get("expansion_rules") or {}).items()}
         self._parsed_rules: dict[str, Any] = {}
         self._subs: dict[tuple, tuple[int, int]] = {}  # (list, domains) -> (entry, exit)
-        self._slots = slots
         self._spoken: dict[str, str] = {}  # template token -> how the model spells it
         self._building: list[str] = []  # rules being expanded (to refuse recursion)
         self.intents: list[str] = []
@@ -205,7 +188,7 @@ class Templates:
                     raise TemplateError(f"{_where(source, intent_name)}: each data block of {intent_name} needs "
                                         "'sentences', a list of strings")
                 fixed = {str(k): v for k, v in (block.get("slots") or {}).items()}
-                local_lists = {str(k): _parse_list(str(k), v) for k, v in (block.get("lists") or {}).items()}
+                local_lists = {str(k): _read_list(k, v, source) for k, v in (block.get("lists") or {}).items()}
                 domains = _required_domains(block)
                 tag = _Tag("intent", (str(intent_name), tuple(sorted(fixed.items(), key=lambda kv: kv[0]))))
                 for text in sentences:
@@ -378,7 +361,7 @@ class Templates:
             slot_list: Any = RangeSlotList(name=name, start=inline[0], stop=inline[1], step=inline[2])
             key: tuple = ("range", inline)
         else:
-            slot_list = local_lists.get(name) or self._slots.lists.get(name)
+            slot_list = local_lists.get(name) or self._lists.get(name)
             if slot_list is None:
                 raise TemplateError(f"{where}: unknown list {{{name}}}; define it under 'lists' or give its values "
                                     "(for Home Assistant's {name} and {area}: your entity and area names)")
@@ -654,6 +637,19 @@ class Templates:
                         kind = _SPACE
             out.append("".join(chars))
         return out
+
+
+def _read_list(name: Any, spec: Any, source: str) -> Any:
+    """A list definition as hassil's SlotList (values, range or wildcard), or a TemplateError."""
+    from hassil.intents import _parse_list  # hassil's own reading, so lists mean what they mean in HA
+
+    if not isinstance(spec, Mapping):
+        raise TemplateError(f"{_where(source, name)}: list {{{name}}} must be a mapping with 'values', 'range' or "
+                            "'wildcard'")
+    try:
+        return _parse_list(str(name), dict(spec))
+    except Exception as e:  # noqa: BLE001 - hassil raises ValueError/KeyError/TypeError/AssertionError
+        raise TemplateError(f"{_where(source, name)}: list {{{name}}} cannot be read: {e!r}") from None
 
 
 def _user_lists(lists: Mapping[str, Any]) -> dict[str, Any]:
