@@ -436,8 +436,9 @@ def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float, lead: int =
 
 
 def noisy(u: Spoken, snr: float, seed: int, pool: Sequence[np.ndarray]) -> tuple[np.ndarray, str]:
-    """The utterance in noise at ``snr`` dB; the same (utterance, SNR, seed) always gets the same noise."""
-    digest = hashlib.sha1(f"{seed}|{u.command.key}|{u.voice}|{snr}".encode()).digest()
+    """The utterance in noise at ``snr`` dB (inf: clean). An utterance gets the same noise at every SNR,
+    only louder or softer, so that the SNR columns differ by the level alone."""
+    digest = hashlib.sha1(f"{seed}|{u.command.key}|{u.voice}".encode()).digest()
     rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
     kind = NOISE_KINDS[int(rng.integers(len(NOISE_KINDS)))]
     lead, trail = round(LEAD_SECONDS * SAMPLE_RATE), round(TRAIL_SECONDS * SAMPLE_RATE)
@@ -672,7 +673,7 @@ def git_revision() -> str:
 
 
 def _snr_label(snr: float) -> str:
-    return f"{snr:g} dB"
+    return "clean" if np.isinf(snr) else f"{snr:g} dB"
 
 
 def report(cfg: BenchConfig, outcomes: Sequence[Outcome], grammars: Sequence[Grammar], counts: dict[str, int],
@@ -698,6 +699,16 @@ def report(cfg: BenchConfig, outcomes: Sequence[Outcome], grammars: Sequence[Gra
                        and o.command.intent is not None]
                 cells.append(f"{np.mean(got):.1%} ({sum(got)}/{len(got)})" if got else "-")
             lines.append(f"| {SYSTEM_LABELS[system]} | {g.name} | " + " | ".join(cells) + " |")
+    lines += ["", "What the commands got (every SNR, both grammars): accepted, a wrong command (wrong intent or "
+              "slots: a wrong action), no intent:", "", "| system | accepted | wrong command | no intent |",
+              "|---|---|---|---|"]
+    for system in systems:
+        mine = [o for o in outcomes if o.system == system and o.command.intent is not None]
+        right = sum(o.accepted for o in mine)
+        silent = sum(o.heard.intents == 0 for o in mine)
+        wrong = len(mine) - right - silent
+        lines.append(f"| {SYSTEM_LABELS[system]} | {right / len(mine):.1%} | {wrong / len(mine):.1%} | "
+                     f"{silent / len(mine):.1%} |")
     lines += ["", "Out-of-grammar speech given an intent (false accepts; every SNR):", "",
               "| system | " + " | ".join(g.name for g in grammars) + " |", "|---|" + "---|" * len(grammars)]
     for system in systems:
@@ -786,8 +797,8 @@ def run(cfg: BenchConfig) -> str:
     return report(cfg, outcomes, grammars, counts, compile_seconds, timing)
 
 
-def _floats(value: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in value.split(",") if v.strip())
+def _snrs(value: str) -> tuple[float, ...]:
+    return tuple(float("inf") if v.strip() == "clean" else float(v) for v in value.split(",") if v.strip())
 
 
 def _names(value: str) -> tuple[str, ...]:
@@ -801,7 +812,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="the same seed samples, speaks and mixes the same benchmark")
     p.add_argument("--voices", type=_names, default=DEFAULT_VOICES,
                    help="comma-separated Kokoro voices, each in synth_voices.HELD_OUT_VOICES")
-    p.add_argument("--snr", type=_floats, default=DEFAULT_SNRS, help="comma-separated SNRs in dB")
+    p.add_argument("--snr", type=_snrs, default=DEFAULT_SNRS, help="comma-separated SNRs in dB ('clean': no noise)")
     p.add_argument("--systems", type=_names, default=SYSTEMS, help=f"comma-separated, of {', '.join(SYSTEMS)}")
     p.add_argument("--quick", action="store_true", help="a small run to check that everything works: "
                    "4 commands per grammar, 2 out-of-grammar, one voice, 12 dB")
@@ -831,6 +842,10 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # faster-whisper logs every clip at INFO; Kokoro's phonemizer warns whenever espeak-ng splits a word
+    # in two ("nevermind"), which changes nothing here.
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)
+    logging.getLogger("phonemizer").setLevel(logging.ERROR)
     try:
         cfg = config_from_args(args)
         table = run(cfg)

@@ -163,3 +163,10 @@ def test_held_out_voices_are_never_offered_for_training(bench, monkeypatch):
     monkeypatch.setattr(synth_voices.shutil, "which", lambda program: f"/usr/bin/{program}")
     offered = {v.id for v in synth_voices.discover_voices(["kokoro"])}
     assert offered == all_kokoro - synth_voices.HELD_OUT_VOICES and len(offered) == 6
+
+
+def test_clean_is_the_speech_alone(bench):
+    speech = np.linspace(-0.5, 0.5, 800, dtype=np.float32)
+    noise = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    mixed = bench.mix_at_snr(speech, noise, float("inf"), 100, 100)
+    assert np.array_equal(mixed, np.concatenate([np.zeros(100), speech, np.zeros(100)]).astype(np.float32))
