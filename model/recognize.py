@@ -250,9 +250,10 @@ class Stream:
         alternatives = tuple(Hypothesis(self._on_clock(h.transcript), round(h.score, 4))
                              for h in hypotheses[: self.alternatives])
         intent = None
-        if isinstance(self.grammar, Templates):
+        if isinstance(self.grammar, Templates) and hypotheses:
             confidence = sum(w.confidence for w in t.words) / len(t.words) if t.words else 0.0
-            intent = self.grammar.match(t.text, confidence)
+            margin = (hypotheses[0].score - float(frames.max(axis=-1).sum())) / max(1, len(t.text))
+            intent = self.grammar.match(t.text, confidence, margin)
         seg = Segment(self.next_id, round(start, 3), round(end, 3), t.text, t.words, alternatives, intent)
         self.next_id += 1
         return [seg]

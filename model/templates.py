@@ -68,6 +68,9 @@ class Intent:
     slots: dict[str, SlotValue]
     confidence: float  # mean per-character posterior of the spoken sentence, 0-1
     text: str  # the recognised sentence
+    # ln-score per character by which the sentence falls short of the audio's own best spelling (the
+    # greedy path): 0 when the audio says exactly this sentence, very negative when it says another.
+    margin: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -531,7 +534,7 @@ class Templates:
 
     # -- reading a result back ------------------------------------------------------------------
 
-    def match(self, text: str, confidence: float = 1.0) -> Intent | None:
+    def match(self, text: str, confidence: float = 1.0, margin: float = 0.0) -> Intent | None:
         """The intent and slots of ``text`` if it is one of the template's sentences, else None.
 
         ``text`` is spelled the way the model spells (normalised). Where a sentence parses in more
@@ -583,9 +586,9 @@ class Templates:
         ends = [p for p in closure(current, True, len(text)) if p[0] == self._final and not p[1]]
         if not ends:
             return None
-        return self._intent(ends[0][2], text, confidence)
+        return self._intent(ends[0][2], text, confidence, margin)
 
-    def _intent(self, tags: tuple, text: str, confidence: float) -> Intent:
+    def _intent(self, tags: tuple, text: str, confidence: float, margin: float) -> Intent:
         name, fixed = "", ()
         slots: dict[str, SlotValue] = {}
         open_slots: list[tuple[str, int, Any]] = []
@@ -602,7 +605,7 @@ class Templates:
                 slots[slot] = SlotValue(said if value is None else value, said)
         out = {k: SlotValue(v, "") for k, v in fixed}
         out.update(slots)
-        return Intent(name, out, round(float(confidence), 4), text)
+        return Intent(name, out, round(float(confidence), 4), text, round(float(margin), 4))
 
     def sample(self, rng: Any, n: int) -> list[str]:
         """``n`` sentences by random walks through the graph (for tests and benchmarks); never
