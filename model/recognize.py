@@ -98,6 +98,8 @@ class Recognizer:
         if self.decoding.beam_size <= 1 and not hotwords and self.lm is None and grammar is None:
             return None
         cfg = dataclasses.replace(self.decoding, hotwords=tuple(self.decoding.hotwords) + tuple(hotwords))
+        if isinstance(grammar, Templates):
+            cfg = dataclasses.replace(cfg, beam_size=max(cfg.beam_size, grammar.beam_size))
         # Under a grammar the phrase list is the language model (as in Vosk's grammar mode): a text
         # LM would only pull toward phrases that are not allowed anyway.
         lm = None if grammar is not None else self.lm
@@ -254,6 +256,8 @@ class Stream:
             confidence = sum(w.confidence for w in t.words) / len(t.words) if t.words else 0.0
             margin = (hypotheses[0].score - float(frames.max(axis=-1).sum())) / max(1, len(t.text))
             intent = self.grammar.match(t.text, confidence, margin)
+            if intent is not None and self.grammar.min_margin is not None and margin < self.grammar.min_margin:
+                return []  # a sentence the audio does not really say: no match, not a wrong command
         seg = Segment(self.next_id, round(start, 3), round(end, 3), t.text, t.words, alternatives, intent)
         self.next_id += 1
         return [seg]

@@ -45,6 +45,13 @@ MAX_GRAPH_NODES = 2_000_000  # ~200 MB of graph in Python; HA's English set with
 MAX_PERMUTATION_ITEMS = 5  # a;b;c;d;e is 120 orders; more is a mistake, not a command
 MAX_RANGE_VALUES = 10_000  # "{temperature}" over 0-100 in tenths is ~1000
 MAX_DFA_STATES = 1_000_000  # lazily built states kept per grammar (memory bound across searches)
+# Template mode's decoding, tuned on development voices (scripts/tune_templates.py; README, "Sentence
+# templates"): a wider beam than free decoding (the graph keeps it cheap, and at beam 8 the right
+# sentence was pruned half the time), the "[unk]" penalty of phrase lists, and a sentence whose
+# ln-score falls more than MIN_MARGIN per character below the audio's own best spelling is no match
+# (it kept out every everyday sentence of the development set at a small cost in commands).
+BEAM_SIZE = 32
+MIN_MARGIN = -1.5
 OFF = -1  # the state of a prefix that left the graph (the no-match path); others are tuples
 
 # Symbol-graph edge kinds are kept in separate per-node tables; a "position" is (node, stack) where
@@ -154,11 +161,14 @@ class Templates:
 
     def __init__(self, data: Mapping[str, Any], vocab: Vocabulary, *, lists: Mapping[str, Any] | None = None,
                  source: str = "<template>", unk_penalty: float = UNK_PENALTY, allow_unk: bool = True,
-                 max_nodes: int = MAX_GRAPH_NODES) -> None:
+                 max_nodes: int = MAX_GRAPH_NODES, beam_size: int = BEAM_SIZE,
+                 min_margin: float | None = MIN_MARGIN) -> None:
         self.vocab = vocab
         self.source = source
         self.unk_penalty = unk_penalty
         self.allow_unk = allow_unk
+        self.beam_size = beam_size  # the search under this grammar uses at least this beam
+        self.min_margin = min_margin  # below it a sentence is no match (None: no such rule)
         self._space = vocab.space_id
         self._g = _Graph(max_nodes)
         if not isinstance(data, Mapping) or not isinstance(data.get("intents"), Mapping) or not data["intents"]:

@@ -71,8 +71,8 @@ def main() -> int:
     for beam in (int(b) for b in args.beams.split(",")):
         rec = Recognizer(base.bundle, dataclasses.replace(base.decoding, beam_size=beam), base.lm)
         for unk in (float(u) for u in args.unk.split(",")):
-            compiled = {g.name: Templates.from_yaml(g.yaml_text, rec.bundle.vocab, unk_penalty=unk, source=g.name)
-                        for g in grammars}
+            compiled = {g.name: Templates.from_yaml(g.yaml_text, rec.bundle.vocab, unk_penalty=unk, source=g.name,
+                                                    beam_size=beam, min_margin=None) for g in grammars}
             results = []  # (is command, grammar, heard intent list)
             for u, wave in audio:
                 targets = [by_name[u.command.grammar]] if u.command.intent else grammars

@@ -200,3 +200,14 @@ def test_home_assistant_english_intents_compile_for_a_home():
     assert t.match("set the bedroom fan brightness to forty percent") is None
     for text in t.sample(random.Random(1), 50):
         assert t.match(text) is not None, text
+
+
+def test_a_sentence_far_below_what_the_audio_says_is_no_match(rec):
+    audio = load_audio(FIXTURES / "cmd00.flac", 16000)
+    loose = Templates.from_yaml(TEMPLATE, VOCAB, lists=NAMES, min_margin=None)
+    [segment] = rec.transcribe(audio, grammar=loose)
+    margin = segment.intent.margin
+    assert -1.5 < margin < 1.0  # the sentence is what the clip says: close to its own best spelling
+    strict = Templates.from_yaml(TEMPLATE, VOCAB, lists=NAMES, min_margin=margin + 0.01)
+    assert rec.transcribe(audio, grammar=strict) == []
+    assert rec.beam_search(grammar=loose).cfg.beam_size >= loose.beam_size  # template mode's wider beam
