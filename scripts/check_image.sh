@@ -7,6 +7,13 @@
 # 10001; the image size, the time from `podman run` to /healthz and the server's resident memory after
 # the transcription are printed in a table at the end.
 #
+# Emulated arm64 processes see a Raspberry Pi 4's /proc/cpuinfo (Cortex-A72, one entry per host CPU),
+# bound over the host's in a private mount namespace around the arm64 build and checks. qemu-user 7.2
+# (Debian 12's) hands an emulated process the host's x86 /proc/cpuinfo, and the cpuinfo library inside
+# ONNX Runtime 1.28 and later dies on that as the library loads (SIGSEGV storing an L2 cache entry
+# through a NULL table pointer); a Pi shows its own, and with an Arm /proc/cpuinfo the same wheel loads
+# and runs. See README (Container).
+#
 #   scripts/check_image.sh                 # both architectures
 #   scripts/check_image.sh amd64           # one
 #   REBUILD_BASE=1 scripts/check_image.sh  # rebuild the stand-in base images too
@@ -45,6 +52,24 @@ mkdir -p "$WORK"
 ISOLATION=${ISOLATION---isolation chroot}  # set and empty: OCI containers
 
 log() { printf '== %s\n' "$*" >&2; }
+
+# A Raspberry Pi 4's /proc/cpuinfo (Cortex-A72 r0p3, its Features line), one entry per CPU this host has,
+# since the emulated process sees the host's /sys/devices/system/cpu.
+CPUINFO_A72=$WORK/cpuinfo-cortex-a72
+pi4_cpuinfo() {
+  local i n
+  n=$(getconf _NPROCESSORS_CONF)
+  for ((i = 0; i < n; i++)); do
+    printf 'processor\t: %d\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n' "$i"
+    printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n'
+  done
+  printf 'Hardware\t: BCM2835\nRevision\t: c03111\nModel\t\t: Raspberry Pi 4 Model B Rev 1.1\n'
+}
+# A command prefix: what follows runs with that file over /proc/cpuinfo in a private mount namespace
+# (the host's own stays as it is). buildah's chroot isolation binds the host's /proc into the container,
+# so the build's RUN steps and `buildah run` see the file; an OCI runtime (ISOLATION=) mounts a fresh
+# /proc, and run_checks then says so.
+WITH_ARM_CPUINFO=(unshare --mount --propagation private sh -c 'mount --bind "$0" /proc/cpuinfo && exec "$@"' "$CPUINFO_A72")
 
 qemu_binfmt() {
   # Emulated arm64 binaries need qemu-user registered with binfmt_misc; the F flag opens the
@@ -102,10 +127,15 @@ build_image() {  # $1 = arch
   [ -z "${PIP_INDEX_URL:-}" ] || args+=(--build-arg "PIP_INDEX_URL=$PIP_INDEX_URL")
   [ -z "${PIP_EXTRA_INDEX_URL:-}" ] || args+=(--build-arg "PIP_EXTRA_INDEX_URL=$PIP_EXTRA_INDEX_URL")
   [ -z "${EXTRA_CA_CERT_FILE:-}" ] || args+=(--build-arg "EXTRA_CA_CERT=$(cat "$EXTRA_CA_CERT_FILE")")
+  local wrap=()
+  [ "$arch" = "$(dpkg --print-architecture)" ] || wrap=("${WITH_ARM_CPUINFO[@]}")
   # --format docker: the OCI format has no HEALTHCHECK. --network host: no CNI set-up needed.
-  nice -n 5 timeout "$BUILD_TIMEOUT" buildah build --pull=never --format docker --network host $ISOLATION \
+  nice -n 5 timeout "$BUILD_TIMEOUT" "${wrap[@]}" buildah build --pull=never --format docker --network host $ISOLATION \
     --platform "linux/$arch" "${args[@]}" -t "$image" -f Dockerfile . >"$WORK/build-$arch.log" 2>&1 \
     || { tail -n 30 "$WORK/build-$arch.log" >&2; echo "build $arch failed: $WORK/build-$arch.log" >&2; return 1; }
+  # The Dockerfile skips its model-load check where /proc/cpuinfo is not an Arm one; here it must run.
+  grep -q '^engine: ' "$WORK/build-$arch.log" \
+    || { echo "build $arch: the Dockerfile's model-load check did not run ($WORK/build-$arch.log)" >&2; return 1; }
   echo $((SECONDS - t0)) >"$WORK/build-$arch.seconds"
 }
 
@@ -142,15 +172,25 @@ run_checks() {  # $1 = arch
   local arch=$1 image=localhost/edgescribe:check-$1 port ctr
   ARCH=$arch
   port=$((18000 + RANDOM % 1000))
-  local envs=(--env EDGESCRIBE_HOST=127.0.0.1 --env "EDGESCRIBE_PORT=$port")
-  # qemu-user reads QEMU_CPU from the environment of the emulated process.
-  [ "$arch" = "$(dpkg --print-architecture)" ] || envs+=(--env QEMU_CPU=cortex-a72)
+  local envs=(--env EDGESCRIBE_HOST=127.0.0.1 --env "EDGESCRIBE_PORT=$port") wrap=()
+  # qemu-user reads QEMU_CPU from the environment of the emulated process; its /proc/cpuinfo is a Pi 4's.
+  [ "$arch" = "$(dpkg --print-architecture)" ] || { envs+=(--env QEMU_CPU=cortex-a72); wrap=("${WITH_ARM_CPUINFO[@]}"); }
   eval "R_size_${arch}=$(podman image inspect --format '{{.Size}}' "$image" | awk '{printf "%.0fMB", $1/1e6}')"
   eval "R_build_${arch}=$(cat "$WORK/build-$arch.seconds" 2>/dev/null || echo '?')s"
   buildah rm "edgescribe-check-$arch" >/dev/null 2>&1 || true  # left by an interrupted run
   ctr=$(buildah from --pull=never --name "edgescribe-check-$arch" "$image")
   # shellcheck disable=SC2086  # ISOLATION is words
-  crun_() { buildah run $ISOLATION "${envs[@]}" "$ctr" -- "$@"; }
+  crun_() { "${wrap[@]}" buildah run $ISOLATION "${envs[@]}" "$ctr" -- "$@"; }
+  # Mounted here first, so the private namespaces of concurrent runs (server, healthcheck) share one
+  # mount of the container, and buildah's count of its mounts stays right.
+  [ ${#wrap[@]} -eq 0 ] || buildah mount "$ctr" >/dev/null
+
+  if [ ${#wrap[@]} -gt 0 ] && ! crun_ grep -q '^CPU implementer' /proc/cpuinfo; then
+    # Without an Arm /proc/cpuinfo every ONNX Runtime check below would die with SIGSEGV at import.
+    echo "$arch: the emulated process sees the host's /proc/cpuinfo (no Arm entries), on which ONNX Runtime" \
+      ">= 1.28 crashes at load; use chroot isolation (the default) or a qemu-user that emulates it" >&2
+    eval "R_cpu_${arch}='host cpuinfo'"
+  fi
 
   log "$arch: imports and one ONNX Runtime inference"
   local out
@@ -213,7 +253,7 @@ run_checks() {  # $1 = arch
 
 for a in "${ARCHS[@]}"; do
   case $a in amd64|arm64) ;; *) echo "unknown architecture $a (amd64, arm64)" >&2; exit 2;; esac
-  [ "$a" = "$(dpkg --print-architecture)" ] || qemu_binfmt
+  [ "$a" = "$(dpkg --print-architecture)" ] || { qemu_binfmt; pi4_cpuinfo >"$CPUINFO_A72"; }
   if [ -n "${BASE_ONLY:-}" ]; then base_image "$a"; continue; fi
   if build_image "$a"; then run_checks "$a"; else eval "R_build_${a}=FAIL"; FAILED=1; fi
 done
