@@ -49,9 +49,10 @@ MAX_DFA_STATES = 1_000_000  # lazily built states kept per grammar (memory bound
 # templates"): a wider beam than free decoding (the graph keeps it cheap, and at beam 8 the right
 # sentence was pruned half the time), the "[unk]" penalty of phrase lists, and a sentence whose
 # ln-score falls more than MIN_MARGIN per character below the audio's own best spelling is no match
-# (it kept out every everyday sentence of the development set at a small cost in commands).
+# (beam 32: without it 15% of everyday sentences became commands; with it none did, and wrong commands fell from
+# 16% to 6% for 46% -> 38% accepted: a wrong action costs more than asking again).
 BEAM_SIZE = 32
-MIN_MARGIN = -1.5
+MIN_MARGIN = -1.0
 OFF = -1  # the state of a prefix that left the graph (the no-match path); others are tuples
 
 # Symbol-graph edge kinds are kept in separate per-node tables; a "position" is (node, stack) where
