@@ -28,7 +28,10 @@ from websockets.sync.client import connect
 
 from service.settings import Settings
 
-SETTINGS = Settings(max_streams=16, workers=2, idle_timeout=3.0, max_message_bytes=64 * 1024)
+# No real-time floor here (min_stream_realtime=0): these tests are about framing and hang-ups, and one of
+# them sends 3,000 tiny frames, each waiting for its reply, which on a loaded machine runs slower than
+# real time and would be cut off by the floor (tested on its own in test_robust_hostile.py).
+SETTINGS = Settings(max_streams=16, workers=2, idle_timeout=3.0, max_message_bytes=64 * 1024, min_stream_realtime=0)
 CHUNK = 4000  # 0.25 s at 16 kHz
 SOCKET_BUFFER = 4096  # both ends' kernel buffers, small so that a client that stops reading blocks us soon
 STALL_DEADLINE = 60.0  # liveness: the stalled stream must be dropped well before this (idle_timeout is 3 s)
