@@ -210,6 +210,10 @@ class Stream:
             self.log_probs = []
             self.beam = None
             return []
+        if isinstance(self.grammar, Templates) and self.search is not None:
+            # Search as the audio comes (the wide template beam would otherwise all fall due at the
+            # endpoint, and the end of speech would wait for it).
+            self._advance_beam(self.search, frames)
         last_speech = int(np.flatnonzero(speech)[-1])
         trailing = frames.shape[0] - 1 - last_speech
         if frames.shape[0] >= self.max_frames:
