@@ -36,6 +36,7 @@ import random
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ sys.path.insert(0, str(REPO))  # run as a file from a checkout: make `model` and
 
 from model.audio import SAMPLE_RATE, load_audio  # noqa: E402
 from model.formats import full_text  # noqa: E402
+from model.templates import Templates  # noqa: E402
 from model.tokens import Vocabulary, normalize_text  # noqa: E402
 from model.training.manifest import read_manifest  # noqa: E402
 from model.training.synth_voices import ENGINES, HELD_OUT_VOICES, Job, SynthError, Voice, render  # noqa: E402
@@ -570,17 +572,38 @@ class TemplateMode:
         self.recognizer = recognizer
         self.compiled: dict[str, Any] = {}
         self.compile_seconds: dict[str, float] = {}
+        self.compile_mb: dict[str, float] = {}  # Python memory the compiled grammar holds (tracemalloc)
+        self.search_seconds: dict[str, list[float]] = {g.name: [] for g in grammars}  # per 100 ms chunk
         for g in grammars:
             text = g.yaml_text
             t0 = time.perf_counter()
             self.compiled[g.name] = recognizer.templates(text, source=g.name)
             self.compile_seconds[g.name] = time.perf_counter() - t0
+            # Memory from a second compile under tracemalloc (which slows it: not the one timed).
+            tracemalloc.start()
+            again = Templates.from_yaml(text, recognizer.bundle.vocab, source=g.name)
+            self.compile_mb[g.name] = tracemalloc.get_traced_memory()[0] / 1e6
+            tracemalloc.stop()
+            del again
             log.info("compiled %s in %.3f s", g.name, self.compile_seconds[g.name])
+
+    def stats(self) -> list[str]:
+        """Size and search cost per grammar, as markdown table rows."""
+        rows = []
+        for name, t in self.compiled.items():
+            per_chunk = self.search_seconds[name]
+            mean = 1000 * sum(per_chunk) / max(1, len(per_chunk))
+            rows.append(f"| {name} | {self.compile_seconds[name]:.3f} | {t.n_nodes} | {self.compile_mb[name]:.1f} | "
+                        f"{t.n_states} | {mean:.2f} |")
+        return rows
 
     def hear(self, audio: np.ndarray, grammars: Sequence[Grammar]) -> list[Heard]:
         heard = []
         for g in grammars:
+            t0 = time.perf_counter()
             segments, seconds = stream_through(self.recognizer.stream(grammar=self.compiled[g.name]), audio)
+            chunks = -(-audio.size // round(CHUNK_SECONDS * SAMPLE_RATE))
+            self.search_seconds[g.name].append((time.perf_counter() - t0) / max(1, chunks))
             intents = [s.intent for s in segments if getattr(s, "intent", None) is not None]
             first = intents[0] if intents else None
             slots = {k: v.value for k, v in first.slots.items()} if first is not None else {}
@@ -677,7 +700,7 @@ def _snr_label(snr: float) -> str:
 
 
 def report(cfg: BenchConfig, outcomes: Sequence[Outcome], grammars: Sequence[Grammar], counts: dict[str, int],
-           compile_seconds: dict[str, float], timing: dict[str, float]) -> str:
+           compile_seconds: dict[str, float], timing: dict[str, float], template_stats: Sequence[str] = ()) -> str:
     systems = [s for s in cfg.systems if any(o.system == s for o in outcomes)]
     lines = [
         f"Command benchmark (scripts/bench_commands.py, revision {git_revision()}): {counts['commands']} commands "
@@ -737,6 +760,12 @@ def report(cfg: BenchConfig, outcomes: Sequence[Outcome], grammars: Sequence[Gra
         lines += ["", "Template compile time (first compile in the process, one thread):", "",
                   "| grammar | seconds |", "|---|---|"]
         lines += [f"| {name} | {s:.3f} |" for name, s in compile_seconds.items()]
+    if template_stats:
+        lines += ["", "Template mode per grammar: compile seconds, graph nodes, MB the compiled grammar holds, lazily "
+                  "built search states at the end of the run, mean ms of work (features, network, search) per 100 ms "
+                  "chunk:", "", "| grammar | compile s | nodes | MB | states | ms per chunk |",
+                  "|---|---|---|---|---|---|"]
+        lines += list(template_stats)
     lines += ["", "CPU seconds of this run: " + ", ".join(f"{k} {v:.0f}" for k, v in timing.items()) + "."]
     return "\n".join(lines) + "\n"
 
@@ -794,7 +823,8 @@ def run(cfg: BenchConfig) -> str:
               "decoding": time.process_time() - cpu_ready}
     counts = {"commands": len(commands), "oog": len(oog), **{g.name: sum(c.grammar == g.name for c in commands)
                                                            for g in grammars}}
-    return report(cfg, outcomes, grammars, counts, compile_seconds, timing)
+    stats = next((m.stats() for m in systems if isinstance(m, TemplateMode)), [])
+    return report(cfg, outcomes, grammars, counts, compile_seconds, timing, stats)
 
 
 def _snrs(value: str) -> tuple[float, ...]:
