@@ -25,7 +25,7 @@ from .ctc import FRAME_SECONDS, BeamSearch, BeamState, Hypothesis, Transcript, W
 from .fbank import Fbank, StreamingFbank
 from .grammar import Grammar
 from .state import RECEPTIVE_FIELD
-from .templates import Intent, Templates, content_key
+from .templates import MAX_GRAPH_NODES, Intent, Templates, content_key
 
 if TYPE_CHECKING:
     from .checkpoint import ModelBundle
@@ -38,7 +38,7 @@ MAX_SEGMENT_SECONDS = 30.0  # bounds a segment's memory and latency when nobody 
 # large latte" [with oat milk]) waits this long; an unfinished one waits for the longer silence.
 TEMPLATE_PAUSE_SECONDS = 1.0
 TEMPLATE_MAX_PAUSE_SECONDS = 2.0
-TEMPLATE_CACHE_SIZE = 16  # compiled templates kept per recognizer, by content hash
+TEMPLATE_CACHE_SIZE = 8  # compiled templates kept per recognizer, by content hash (each up to max_nodes)
 
 
 @dataclass(frozen=True)
@@ -109,15 +109,17 @@ class Recognizer:
         """A phrase list checked against this model's vocabulary; raises ``GrammarError``."""
         return Grammar(phrases, self.bundle.vocab)
 
-    def templates(self, text: str, lists: dict | None = None, source: str = "<template>") -> Templates:
+    def templates(self, text: str, lists: dict | None = None, source: str = "<template>",
+                  max_nodes: int = MAX_GRAPH_NODES) -> Templates:
         """Sentence templates (YAML) compiled for this model, cached by content: a client may send the
-        same file with every request. Raises ``templates.TemplateError`` naming the line."""
-        key = content_key(text, lists)
+        same file with every request. Raises ``templates.TemplateError`` naming the line; ``max_nodes``
+        bounds the compiled graph (a server lowers it for what clients send)."""
+        key = content_key(text, lists) + f":{max_nodes}"
         cache = self._templates
         with self._templates_lock:
             hit = cache.pop(key, None)
         if hit is None:
-            hit = Templates.from_yaml(text, self.bundle.vocab, lists=lists, source=source)
+            hit = Templates.from_yaml(text, self.bundle.vocab, lists=lists, source=source, max_nodes=max_nodes)
         with self._templates_lock:
             cache[key] = hit  # most recently used last
             while len(cache) > TEMPLATE_CACHE_SIZE:

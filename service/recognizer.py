@@ -117,7 +117,7 @@ class Engine:
         if len(text.encode("utf-8", "replace")) > limit:
             raise BadField(f"the template is over {limit} bytes (EDGESCRIBE_MAX_TEMPLATE_BYTES)", field)
         try:
-            return await self.run(self.recognizer.templates, text, None, field)
+            return await self.run(self.recognizer.templates, text, None, field, self.settings.max_template_nodes)
         except GrammarError as e:  # TemplateError is one
             raise BadField(str(e), field) from e
 

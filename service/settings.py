@@ -74,6 +74,10 @@ class Settings:
                                   minimum=0)
     max_template_bytes: int = _knob(1_000_000, "largest sentence-template file (YAML) a request or stream config "
                                                "may send as its grammar", minimum=1)
+    max_template_nodes: int = _knob(200_000, "largest compiled graph of a grammar a request or stream sends (about "
+                                             "0.5 kB of memory a node; 8 grammars are kept compiled); Home "
+                                             "Assistant's whole English set with a 50-entity home is ~100k",
+                                    minimum=1000)
     max_hotwords: int = _knob(64, "most hotwords taken from a prompt or phrase_list (the last ones win)",
                               minimum=0)
     idle_timeout: float = _knob(30.0, "seconds a client may send nothing (stream messages, upload data) "

@@ -103,3 +103,9 @@ def test_stream_bad_grammar_closes_with_4400(client):
         with pytest.raises(Exception) as closed:
             ws.receive_json()
     assert getattr(closed.value, "code", None) == 4400
+
+
+def test_a_grammar_over_the_node_limit_is_refused():
+    with TestClient(app_for(Settings(max_template_nodes=1000))) as c:
+        r = _post(c, "cmd00", grammar=TEMPLATE)
+    assert r.status_code == 400 and "over 1000 nodes" in r.json()["error"]["message"]
