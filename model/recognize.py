@@ -227,9 +227,9 @@ class Stream:
     def _pause_needed(self) -> int:
         """Frames of pause that close the open segment: the usual endpoint, or under templates one
         that depends on where the best sentence so far stands (see TEMPLATE_PAUSE_SECONDS)."""
-        if not isinstance(self.grammar, Templates) or self.search is None:
+        if not isinstance(self.grammar, Templates) or self.beam is None:
             return self.endpoint_frames
-        state = self.search.leading_state(self._advance_beam(self.search, self._frames()))
+        state = self.search.leading_state(self.beam)  # _endpoints has advanced it over every frame
         if state is None or not self.grammar.can_end(state):
             return self.template_max_pause_frames
         return self.template_pause_frames if self.grammar.can_continue(state) else self.endpoint_frames

@@ -153,7 +153,7 @@ class _Dead(Exception):
 class Templates:
     """A compiled template file: a ``ctc.Constraint`` whose results are template sentences.
 
-    Build with ``from_yaml`` (a user's file) or ``from_dict`` (already loaded, e.g. Home
+    Build with ``from_yaml`` (a user's file) or the constructor (already loaded, e.g. Home
     Assistant's intents package); ``lists`` supplies values for lists the file only references,
     such as ``name`` and ``area`` (strings, ``{"in": ..., "out": ..., "context": {"domain": ...}}``
     dicts, or (in, out) pairs). Shared by every stream that uses it: the lazily built states are
@@ -231,10 +231,6 @@ class Templates:
             raise TemplateError(f"{source}: a template file is a YAML mapping with 'intents' (and optionally "
                                 "'lists' and 'expansion_rules')")
         return cls(data, vocab, lists=lists, source=source, **kwargs)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], vocab: Vocabulary, **kwargs: Any) -> Templates:
-        return cls(data, vocab, **kwargs)
 
     def _compile_sentence(self, text: str, tag: _Tag, local_lists: dict, domains: frozenset | None) -> None:
         from hassil.parse_expression import parse_sentence

@@ -59,9 +59,10 @@ done
 # Levers (model/training/augment.py): speed, noise, gain, SpecAugment (on by default) plus
 # vocal-tract-length perturbation, microphone EQ, babble, lossy codec round trips and measured room
 # impulse responses (scripts/fetch_rirs.sh), for voices and rooms the corpora do not have. The loader
-# (one process) must keep up with the network: per audio second (one core, 40 corpus clips) an Opus
-# round trip costs 38 ms, MP3 26 ms, EQ 7 ms, noise 4 ms, reverb 0.9 ms, speed 0.5 ms, babble 0.2 ms,
-# against ~10 ms of budget at 100 audio s/s; at the default probabilities the loader held training
+# (one process) must keep up with the network. Per audio second on one core (scripts/bench_augment.py
+# on 40 round-1 clips; two runs under other load): Opus round trip 16-38 ms, MP3 26 ms, noise 4-12 ms,
+# EQ 3-7 ms, reverb 0.7-0.9 ms, speed 0.5-0.6 ms, babble 0.2 ms, against ~10 ms of budget at 100
+# audio s/s; at the default probabilities the loader held training
 # to ~50 audio s/s (steps 0-800 of round 1), so lossy runs at 0.1 and EQ at 0.3.
 rirs=()
 [ -d "$DATA/rirs" ] && rirs=(--reverb-rirs "$DATA/rirs")

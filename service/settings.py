@@ -76,7 +76,7 @@ class Settings:
                                                "may send as its grammar", minimum=1)
     max_template_nodes: int = _knob(200_000, "largest compiled graph of a grammar a request or stream sends (about "
                                              "0.5 kB of memory a node; 8 grammars are kept compiled); Home "
-                                             "Assistant's whole English set with a 50-entity home is ~100k",
+                                             "Assistant's Speech-to-Phrase set with a 50-entity home is ~16k",
                                     minimum=1000)
     max_hotwords: int = _knob(64, "most hotwords taken from a prompt or phrase_list (the last ones win)",
                               minimum=0)
