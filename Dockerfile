@@ -9,7 +9,11 @@
 # Build stage: a virtual environment with EdgeScribe's serving runtime (ONNX Runtime, NumPy, PyAV, FastAPI;
 # no torch) and its default model, whose ONNX graph that runtime serves. --build-arg WITH_TORCH=1 adds
 # CPU-only torch for the torch engine (models without a graph); the image then grows by about 0.7 GB.
-# The runtime stage copies only that environment: no compilers, no pip cache, no sources.
+# Then scripts/image_root.py makes the image's whole root file system from it: the interpreter, the
+# standard library less its tests and tools, the shared libraries all of it loads, the environment less
+# what serving never loads (pip, setuptools, test suites, headers, ONNX Runtime's C-API copy and model
+# tools, uvicorn's unused extras), and the service user. The runtime stage is that folder alone, on
+# scratch: no shell, no package manager, no compilers, no pip cache, no sources.
 
 ARG PYTHON_VERSION=3.11
 
@@ -41,6 +45,7 @@ COPY pyproject.toml README.md image-constraints.txt ./
 COPY edgescribe ./edgescribe
 COPY model ./model
 COPY service ./service
+COPY scripts/image_root.py ./scripts/image_root.py
 # ONNX Runtime, NumPy, PyAV (FFmpeg inside) and the small pure-Python wheels, at the versions
 # image-constraints.txt pins; then the embedded model must load. The bytecode stays: the runtime user
 # cannot write it, and without it every start compiles everything again (twice the start-up time).
@@ -50,22 +55,25 @@ COPY service ./service
 # (SIGSEGV at import, ONNX Runtime 1.28 and later), a fault of the emulation that a Pi does not share;
 # there the check is skipped with a note (scripts/check_image.sh gives its emulated builds a Pi 4's).
 RUN pip install --no-cache-dir -c image-constraints.txt . \
+ && rm -rf "$VIRTUAL_ENV"/lib/python*/site-packages/torch/include \
+ && python scripts/image_root.py slim --venv "$VIRTUAL_ENV" \
  && if [ "$(uname -m)" = aarch64 ] && ! grep -q '^CPU implementer' /proc/cpuinfo; then \
       echo "model-load check skipped: /proc/cpuinfo is not an Arm one (qemu-user passing the host's)" >&2; \
     else \
       python -I -c "from model.runtime import load_serving_model; print('engine:', load_serving_model(None).engine)"; \
     fi \
- && rm -rf "$VIRTUAL_ENV"/lib/python*/site-packages/torch/include \
- && python -m compileall -q -f -j 0 --invalidation-mode unchecked-hash "$VIRTUAL_ENV"
+ && python scripts/image_root.py root --venv "$VIRTUAL_ENV" --out /rootfs \
+ && python -m compileall -q -f -j 0 --invalidation-mode unchecked-hash -s /rootfs -p / /rootfs/opt/edgescribe \
+      "/rootfs$(python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')"
 
-FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+FROM scratch AS runtime
+COPY --from=build /rootfs /
 ENV VIRTUAL_ENV=/opt/edgescribe \
-    PATH=/opt/edgescribe/bin:$PATH \
+    PATH=/opt/edgescribe/bin:/usr/local/bin:/usr/bin:/bin \
+    LANG=C.UTF-8 \
     PYTHONUNBUFFERED=1 \
     EDGESCRIBE_HOST=0.0.0.0 \
     EDGESCRIBE_PORT=8000
-COPY --from=build /opt/edgescribe /opt/edgescribe
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin edgescribe
 USER 10001
 WORKDIR /tmp
 EXPOSE 8000

@@ -496,7 +496,7 @@ class NgramLM:
             "vocab": np.frombuffer("\n".join(self.vocab).encode("utf-8"), dtype=np.uint8),
         }
         for n in range(1, self.order + 1):
-            arrays[f"keys{n}"] = self._keys[n - 1]
+            arrays[f"keys{n}"] = self._keys[n - 1].astype(np.int64)  # the format's key type, however held
             # float16 logs are within 0.002 nats for the probabilities an LM holds: ample for decoding.
             arrays[f"probs{n}"] = self._probs[n - 1].astype(np.float16)
             if n < self.order:
@@ -517,10 +517,13 @@ class NgramLM:
                 self.vocab = z["vocab"].tobytes().decode("utf-8").split("\n")
                 self.ids = {w: i for i, w in enumerate(self.vocab)}
                 self._base = len(self.vocab)
-                self._keys = [z[f"keys{n}"] for n in range(1, self.order + 1)]
-                self._probs = [z[f"probs{n}"].astype(np.float32) for n in range(1, self.order + 1)]
-                self._backoffs = [z[f"backoffs{n}"].astype(np.float32) if n < self.order
-                                  else np.zeros(len(self._keys[n - 1]), np.float32)
+                # Held as stored, to keep a server small: float16 logs (every lookup reads them as
+                # the same floats a float32 copy would hold) and 32-bit keys where an order's keys
+                # fit (unigrams, and bigrams up to 65,535 words); the highest order has no backoffs.
+                self._keys = [_narrow_keys(z[f"keys{n}"], self._base ** n) for n in range(1, self.order + 1)]
+                self._probs = [z[f"probs{n}"] for n in range(1, self.order + 1)]
+                self._backoffs = [z[f"backoffs{n}"] if n < self.order
+                                  else np.broadcast_to(np.float16(0.0), (len(self._keys[n - 1]),))
                                   for n in range(1, self.order + 1)]
         except (OSError, KeyError, ValueError, EOFError) as e:
             if isinstance(e, LMError):
@@ -544,6 +547,11 @@ class NgramLM:
             k, i = divmod(k, self._base)
             out.append(i)
         return tuple(reversed(out))
+
+
+def _narrow_keys(keys: np.ndarray, limit: int) -> np.ndarray:
+    """``keys`` as uint32 when every key of the order (all below ``limit``) fits, else as they are."""
+    return keys.astype(np.uint32) if limit <= 2**32 else keys
 
 
 def load_lm(path: str | os.PathLike) -> NgramLM:

@@ -54,8 +54,10 @@ def run(args: argparse.Namespace) -> int:
     from model.lm import LMError
 
     from .app import create_app, language_model, load_for
+    from .memory import fix_mmap_threshold
     from .server import make_server
 
+    fix_mmap_threshold()  # before the model and LM are loaded: see memory.py
     try:
         settings = settings_from(args)
         bundle = load_for(settings)  # here, so a bad model file is one clear line, not a traceback

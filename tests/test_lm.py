@@ -90,6 +90,29 @@ def test_arpa_and_binary_round_trips_keep_the_scores(tmp_path):
         assert binary.score(history, word) == pytest.approx(lm.score(history, word), abs=2e-2)  # float16
 
 
+def test_binary_lm_is_held_compactly_and_saves_back_unchanged(tmp_path):
+    """A loaded binary LM keeps its float16 logs and narrows keys that fit 32 bits (a server's memory),
+    scores exactly what float32 copies of the same file would, and writes the same file format back."""
+    import numpy as np
+
+    table = build_lm(TEXT, BuildConfig(order=3, min_counts=(1, 1, 1)))
+    NgramLM(table).save(tmp_path / "x.eslm")
+    lm = NgramLM.load_binary(tmp_path / "x.eslm")
+    assert [k.dtype for k in lm._keys] == [np.uint32, np.uint32, np.uint32]  # 3-grams over ~20 words fit too
+    assert [p.dtype for p in lm._probs] == [np.float16] * 3
+    wide = NgramLM.load_binary(tmp_path / "x.eslm")
+    wide._keys = [k.astype(np.int64) for k in wide._keys]
+    wide._probs = [p.astype(np.float32) for p in wide._probs]
+    wide._backoffs = [b.astype(np.float32) for b in wide._backoffs]
+    for history in ([], ["the"], ["the", "cat"], ["on", "the"], ["zebra"]):
+        for word in [*lm.vocab[:30], EOS, "zebra"]:
+            assert lm.score(history, word) == wide.score(history, word)
+    lm.save(tmp_path / "y.eslm")
+    with np.load(tmp_path / "y.eslm") as z:
+        assert z["keys1"].dtype == np.int64 and z["keys3"].dtype == np.int64
+    assert NgramLM.load_binary(tmp_path / "y.eslm").table() == lm.table()
+
+
 def test_arpa_backoff_arithmetic(tmp_path):
     (tmp_path / "hand.arpa").write_text(
         "\\data\\\nngram 1=4\nngram 2=1\n\n\\1-grams:\n-99 <s> -0.5\n-0.5 a -0.3\n-0.7 b\n-0.9 </s>\n\n"

@@ -452,3 +452,15 @@ def test_measured_room_responses_are_used_for_reverberation(fixtures_dir, tmp_pa
     outs = {augment.augment_waveform(wave, cfg, np.random.default_rng(s), rooms=rooms).tobytes() for s in range(8)}
     assert augment.reverberate(wave, rooms[0]).tobytes() in outs  # some utterances got the measured room
     assert len(outs) > 1  # and some a synthetic one
+
+
+def test_bf16_warning_reads_the_cpu_flags(tmp_path):
+    from model.training.loop import cpu_lacks_bf16
+
+    plain = tmp_path / "plain"
+    plain.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma\n")
+    bf16 = tmp_path / "bf16"
+    bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16\n")
+    assert cpu_lacks_bf16(str(plain))
+    assert not cpu_lacks_bf16(str(bf16))
+    assert not cpu_lacks_bf16(str(tmp_path / "missing"))  # no claim where the flags cannot be read

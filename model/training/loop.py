@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -205,6 +206,15 @@ def train(cfg: TrainConfig, resume: bool = False, stop_after: int | None = None,
         distributed.cleanup(ctx)
 
 
+def cpu_lacks_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """True where the CPU's flags are readable (Linux) and list neither AVX512-BF16 nor AMX-BF16."""
+    try:
+        flags = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return False  # not Linux, or not readable: no claim
+    return "flags" in flags and not re.search(r"\b(avx512_bf16|amx_bf16)\b", flags)
+
+
 def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_after: int | None,
            echo: Callable[[str], None], checkpoint_at_stop: bool = False) -> TrainResult:
     torch.set_num_threads(cfg.threads)
@@ -220,6 +230,9 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_af
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "train_config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")
 
+    if cfg.precision == "bf16" and ctx.device.type == "cpu" and cpu_lacks_bf16():
+        log.warning("--precision bf16 on a CPU without bfloat16 arithmetic (no avx512_bf16 or amx_bf16 in "
+                    "/proc/cpuinfo): torch emulates it, and a step can take ten times as long as in fp32")
     vocab, features = Vocabulary(), FeatureConfig()
     items, manifest_skips = load_utterances(cfg.train, vocab, features, cfg.max_utterance_seconds)
     hours = sum(u.duration * u.weight for u in items) / 3600

@@ -53,12 +53,14 @@ def run(args: argparse.Namespace) -> int:
     from model.lm import LMError
 
     from ..app import build_recognizer, load_for, model_identity
+    from ..memory import fix_mmap_threshold
     from ..metrics import Metrics
     from ..recognizer import Engine
     from ..settings import SettingsError
     from .connection import Service
     from .server import PROGRAM, check_exposure, describe, serve
 
+    fix_mmap_threshold()  # before the model and LM are loaded: see service/memory.py
     try:
         settings = settings_from(args)
         check_exposure(settings, args.allow_unauthenticated)
