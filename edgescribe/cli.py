@@ -20,9 +20,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("model.training.cli_eval", "WER, CER and real-time factor of a model on JSONL manifests"),
     "plot": ("model.training.cli_plot", "draw a run's loss and WER curves as a PNG"),
     "lm": ("model.cli_lm", "build or evaluate an n-gram word language model"),
-    "bench": ("model.bench", "offline speed, memory and model-size benchmarks (add --peers to compare)"),
-    "bench-service": ("service.bench", "streaming latency and load through a real server on loopback"),
-    "bench-engines": ("service.bench_engines", "ONNX Runtime vs torch: start-up, memory, real-time factor"),
+    "bench": ("benchmarks.offline", "offline speed, memory and model-size benchmarks (add --peers to compare)"),
+    "bench-service": ("benchmarks.service", "streaming latency and load through a real server on loopback"),
+    "bench-engines": ("benchmarks.engines", "ONNX Runtime vs torch: start-up, memory, real-time factor"),
     "wyoming": ("service.wyoming.cli", "speech to text for Home Assistant over the Wyoming protocol (port 10300)"),
 }
 
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 _load(name).add_arguments(p)
             except NotBuilt:
-                print(f"edgescribe {name}: not built yet in this version", file=sys.stderr)
+                print(f"edgescribe {name}: not part of this installation (the service image, for one, leaves "
+                      "the benchmarks and training out)", file=sys.stderr)
                 return 2
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

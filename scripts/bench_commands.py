@@ -550,7 +550,7 @@ class WhisperTiny(TextMatchingSystem):
     name = "whisper"
 
     def __init__(self) -> None:
-        from model.peers import WhisperTinySystem
+        from benchmarks.peers import WhisperTinySystem
 
         self.model = WhisperTinySystem(threads=1)
 

@@ -3,7 +3,7 @@
 
 Prints a markdown table of WER, CER and real-time factor per manifest and system, and the models'
 sizes on disk; ``--json`` writes the same figures, ``--details`` every hypothesis. Scoring follows
-``../shared/EVAL.md`` (``model/scoring.py``); the peers' setup is in ``model/peers.py``.
+``../shared/EVAL.md`` (``model/scoring.py``); the peers' setup is in ``benchmarks/peers.py``.
 
     pip install -e '.[peers]'
     python scripts/compare_peers.py --limit 50 --json peers.json
@@ -24,9 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a file from a checkout: make `model` importable
 
-from model.checkpoint import CheckpointError  # noqa: E402
-from model.cli_common import add_model_arguments, recognizer_from_args  # noqa: E402
-from model.peers import (  # noqa: E402
+from benchmarks.peers import (  # noqa: E402
     PEER_FACTORIES,
     EdgeScribeSystem,
     PeerUnavailable,
@@ -34,6 +32,8 @@ from model.peers import (  # noqa: E402
     UtteranceResult,
     compare_on_manifest,
 )
+from model.checkpoint import CheckpointError  # noqa: E402
+from model.cli_common import add_model_arguments, recognizer_from_args  # noqa: E402
 from model.scoring import normalize_for_scoring  # noqa: E402
 from model.training.manifest import ManifestError, read_manifest  # noqa: E402
 

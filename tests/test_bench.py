@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.offline import count_parameters, looped_chunks, synthetic_audio
 from edgescribe.cli import main
-from model.bench import count_parameters, looped_chunks, synthetic_audio
 from model.config import NetworkConfig
 from model.network import Network
 

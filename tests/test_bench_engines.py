@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from service.bench_engines import add_arguments, run
+from benchmarks.engines import add_arguments, run
 
 pytest.importorskip("onnxruntime", reason="the onnxruntime engine is one of the two compared")
 
@@ -38,7 +38,7 @@ def test_bench_engines_refuses_an_unknown_engine(capsys):
 
 
 def test_the_peer_line_says_how_many_times_lower_each_engine_is():
-    from service.bench_engines import EngineResult, render_peer
+    from benchmarks.engines import EngineResult, render_peer
 
     ours = EngineResult("onnxruntime", 0.8, 1, 2, 3, server_rtf=0.01, in_process_rtf=0.004)
     text = render_peer("whisper-tiny.en", 0.2, [ours])

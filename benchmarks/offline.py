@@ -6,11 +6,11 @@ Sections (``--section``, repeatable):
   10 s chunks that ``edgescribe transcribe`` uses; then the process's peak resident memory.
 - ``model``: parameters (unique, and as applied: the shared recurrent block counts once as unique
   and once per depth step as applied), file size and load time for every codec.
-- ``--peers pocketsphinx,whisper-tiny.en`` adds the peers (``model/peers.py``) to both sections,
+- ``--peers pocketsphinx,whisper-tiny.en`` adds the peers (``benchmarks/peers.py``) to both sections,
   on the same audio, as a ratio to EdgeScribe: offline speed, size on disk and load time. Their
   memory is not separable in one process, so the peak RSS is taken before they load.
 - Streaming latency and load need the service on a real ``uvicorn``, which ``model/`` never
-  imports: they are ``edgescribe bench-service`` (``service/bench.py``).
+  imports: they are ``edgescribe bench-service`` (``benchmarks/service.py``).
 
 The audio is ``--audio`` files (decoded, joined and looped to each length) or, without them, a
 seeded synthetic signal. Greedy decoding costs the same on any audio, but beam search and
@@ -37,13 +37,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE, AudioDecodeError, load_audio
-from .checkpoint import DEFAULT_MODEL, CheckpointError, ModelBundle, load_model, save_model
-from .cli_common import add_model_arguments, recognizer_from_args
-from .compress import CODECS
-from .network import Network
+from model.audio import SAMPLE_RATE, AudioDecodeError, load_audio
+from model.checkpoint import DEFAULT_MODEL, CheckpointError, ModelBundle, load_model, save_model
+from model.cli_common import add_model_arguments, recognizer_from_args
+from model.compress import CODECS
+from model.network import Network
+from model.recognize import Recognizer
+
 from .peers import PEER_FACTORIES, PeerUnavailable
-from .recognize import Recognizer
 
 CHUNK_SECONDS = 10.0  # what `edgescribe transcribe` feeds per step (iter_audio's default chunk)
 SYNTHETIC_SECONDS = 30.0  # the synthetic loop; longer inputs repeat it

@@ -30,7 +30,7 @@ import numpy as np
 
 from model.audio import SAMPLE_RATE, load_audio
 
-from .bench import server_process, stop_process, wav_bytes
+from .service import server_process, stop_process, wav_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_CLIPS = sorted((ROOT / "tests" / "fixtures").glob("utt0*.flac"))
@@ -67,7 +67,7 @@ print(json.dumps({"engine": model.engine, "rtf": statistics.median(times) / seco
 PEER_IN_PROCESS = r"""
 import json, statistics, sys, time
 from model.audio import load_audio
-from model.peers import PEER_FACTORIES
+from benchmarks.peers import PEER_FACTORIES
 name, wavs = sys.argv[1], sys.argv[2:]
 system = PEER_FACTORIES[name](1)
 audios = [load_audio(w) for w in wavs]

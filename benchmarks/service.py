@@ -1,4 +1,4 @@
-"""`python -m service.bench`: streaming latency and load, measured through a real `edgescribe serve`
+"""`python -m benchmarks.service`: streaming latency and load, measured through a real `edgescribe serve`
 (uvicorn) on loopback, as a table or JSON.
 
 Sections (``--section``, repeatable; default all three):
@@ -19,7 +19,7 @@ The server is a separate process (``python -m edgescribe.cli serve``), so the cl
 share its interpreter; on a small machine the client still shares the CPUs, which the figures
 include. Its stream and request limits are raised to the load being offered, so that the
 measurement finds the machine's limit rather than the configured one. The audio is ``--audio``
-files or the seeded synthetic signal of ``model.bench``.
+files or the seeded synthetic signal of ``benchmarks.offline``.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.offline import available_cpus, machine_info, synthetic_audio
 from model.audio import SAMPLE_RATE, load_audio
-from model.bench import available_cpus, machine_info, synthetic_audio
 
 log = logging.getLogger(__name__)
 
@@ -501,7 +501,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.bench", description=__doc__.splitlines()[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.service", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--log-level", default="WARNING", help="logging level (DEBUG, INFO, WARNING, ...)")
     add_arguments(parser)

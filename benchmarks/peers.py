@@ -27,11 +27,11 @@ from typing import Protocol
 
 import numpy as np
 
-from .audio import SAMPLE_RATE, load_audio
-from .checkpoint import DEFAULT_MODEL
-from .formats import full_text
-from .recognize import Recognizer
-from .scoring import ErrorRates, error_rates
+from model.audio import SAMPLE_RATE, load_audio
+from model.checkpoint import DEFAULT_MODEL
+from model.formats import full_text
+from model.recognize import Recognizer
+from model.scoring import ErrorRates, error_rates
 
 log = logging.getLogger(__name__)
 
