@@ -24,10 +24,10 @@ set -euo pipefail
 DATA=${DATA:-/work/data}
 SHARED=${SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
 LONG=${LONG:-$DATA/runs/long}
-# ~0.7 steps/s with the levers on (bf16 on AVX512-BF16; ~0.45 in fp32 elsewhere), one thread, a loader beside it,
-# the second core shared with synthesis: 2400 steps is 1-1.5 h, which leaves a session the time to score and
-# ship the result.
-LEG_STEPS=${LEG_STEPS:-2400}
+# ~0.7 steps/s with the levers on (bf16 on AVX512-BF16; 0.3-0.45 in fp32 elsewhere), one thread, a loader beside
+# it, the second core shared with synthesis or an image build: 1800 steps is 1-1.7 h, which leaves a session the
+# time to score and ship the result. (Leg 1 ran its first 400 steps under 3000 and 2400 before this was set.)
+LEG_STEPS=${LEG_STEPS:-1800}
 LR=${LR:-5e-4}  # warm start: half the from-scratch peak (1e-3 held the first plan behind its init)
 # bf16 autocast only where the CPU has bf16 arithmetic (AVX512-BF16 or AMX): elsewhere torch emulates it
 # and a step took ~14x as long as in fp32 (seen 2026-12-02 on an EPYC without AVX-512).

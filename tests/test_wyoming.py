@@ -272,6 +272,26 @@ def test_more_utterances_than_slots_get_a_busy_error(server):
     assert transcript.data["text"] == HEARD
 
 
+def test_connections_beyond_the_cap_get_a_busy_error_and_the_open_one_goes_on():
+    with wyoming_server("--max-connections", "1") as s:
+        async def go():
+            async with AsyncTcpClient("127.0.0.1", s.port) as first:
+                await first.write_event(Ping().event())
+                assert (await first.read_event()).type == "pong"  # the first connection is open now
+                async with AsyncTcpClient("127.0.0.1", s.port) as second:
+                    refused = await second.read_event()
+                    after = await second.read_event()  # then the server closes it
+                await first.write_event(Ping().event())
+                return refused, after, await first.read_event()
+
+        refused, after, pong = run(go())
+        assert (refused.type, refused.data["code"]) == ("error", "busy")
+        assert "EDGESCRIBE_MAX_CONNECTIONS" in refused.data["text"]
+        assert after is None and pong.type == "pong"
+        # The refused connection gave its place back: a new one is served once the first has gone.
+        assert run(transcribe(s.port, speech_pcm16((2,), pause_seconds=0.5).tobytes(), 16000)).data["text"] == HEARD
+
+
 def test_an_utterance_over_the_longest_allowed_gets_an_error(server):
     long = np.tile(speech_pcm16((2,), pause_seconds=0.5), int(MAX_AUDIO) + 1).tobytes()
     event = run(transcribe(server.port, long, 16000, chunk_seconds=1.0))
