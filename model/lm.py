@@ -50,6 +50,7 @@ DEFAULT_LM = Path(__file__).parent / "assets" / "default_lm.eslm"
 # Added to <unk>'s log-probability for a word outside the vocabulary when decoding (pyctcdecode's
 # unk_score_offset default). See NgramLM.score. A setting of the LM object (``lm.oov_penalty``).
 OOV_PENALTY = -10.0
+PARTIALS_CACHED = 20_000  # word beginnings whose score_partial is kept per LM (~2 MB at most)
 # KenLM's --discount_fallback values, used when a tiny text makes the count-of-counts estimate
 # meaningless (some count of counts is zero, or a discount falls outside its valid range).
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
@@ -404,6 +405,7 @@ class NgramLM:
     def _init_lookup(self) -> None:
         self.oov_penalty = OOV_PENALTY
         self._sorted_words: list[str] | None = None  # built on the first score_partial
+        self._partials: dict[str, float] = {}  # a beam spells the same few word beginnings over and over
         self.unk = self.ids[UNK]
         self.bos = self.ids[BOS] if BOS in self.ids else -1
         self._cache: dict[tuple[tuple[int, ...], int], float] = {}
@@ -469,11 +471,17 @@ class NgramLM:
         """For a word still being spelled: 0 while some vocabulary word starts with it, else the
         OOV penalty, at once, so that a beam cannot put off the cost of an unknown word (or of
         two words glued together) until the word ends. No look-ahead probability beyond that."""
+        cached = self._partials.get(partial)
+        if cached is not None:
+            return cached
         if self._sorted_words is None:
             self._sorted_words = sorted(self.words())
         i = bisect.bisect_left(self._sorted_words, partial)
         known = i < len(self._sorted_words) and self._sorted_words[i].startswith(partial)
-        return 0.0 if known else self.oov_penalty
+        if len(self._partials) >= PARTIALS_CACHED:
+            self._partials.clear()
+        score = self._partials[partial] = 0.0 if known else self.oov_penalty
+        return score
 
     def history_logprob(self, h: Sequence[int]) -> float:
         """ln P(h) as a word sequence; an initial <s> has probability one."""
@@ -547,6 +555,7 @@ class NgramLM:
             k, i = divmod(k, self._base)
             out.append(i)
         return tuple(reversed(out))
+
 
 
 def _narrow_keys(keys: np.ndarray, limit: int) -> np.ndarray:

@@ -167,3 +167,15 @@ def test_default_lm_is_shipped_and_fits_everyday_speech():
     ppl = perplexity(lm, [s.split() for s in ["turn on the kitchen lights", "what time is it",
                                               "she walked into the room and sat down"]])
     assert ppl.perplexity < 1000 and ppl.oov == 0
+
+
+def test_score_partial_answers_the_same_from_its_cache_and_stays_bounded(monkeypatch):
+    import model.lm as lm_module
+
+    monkeypatch.setattr(lm_module, "PARTIALS_CACHED", 3)
+    lm = NgramLM(build_lm(TEXT, BuildConfig(order=2)))
+    partials = ["c", "ca", "cat", "cax", "zz", "the", "th", "q"]
+    first = [lm.score_partial([], p) for p in partials]
+    assert first == [0.0, 0.0, 0.0, lm.oov_penalty, lm.oov_penalty, 0.0, 0.0, lm.oov_penalty]
+    assert [lm.score_partial(["the"], p) for p in partials] == first  # the history never matters
+    assert len(lm._partials) <= 3
