@@ -181,8 +181,7 @@ def build_root(venv: Path, root: Path) -> dict[str, int]:
     for extra in ("/etc/ld.so.cache", "/etc/ld.so.conf"):
         if Path(extra).exists():
             copy_into(Path(extra), root)
-    sizes["interpreter and shared libraries"] = size_of(root) - before + \
-        Path(os.path.realpath(venv / "bin" / "python")).stat().st_size
+    sizes["shared libraries"] = size_of(root) - before
     # The service user, and /tmp.
     etc = root / "etc"
     etc.mkdir(exist_ok=True)

@@ -3,9 +3,9 @@
 glibc serves a freed large block's address space back to the system only while blocks that large
 are mmap'd; after the first such free it raises that threshold (up to 32 MB), so later feature and
 log-prob arrays come from the heap and their pages stay resident after the request that needed them.
-A fixed threshold keeps large arrays mmap'd: freed, they leave the process. Measured with
-`edgescribe bench-engines` (200 requests of 7.7 s): about 3 MiB less after the requests, no change
-in speed. Elsewhere (musl, macOS) this does nothing.
+A fixed threshold keeps large arrays mmap'd: freed, they leave the process (a few MiB of a server's
+resident memory after 200 requests of `edgescribe bench-engines`). Elsewhere (musl, macOS) this does
+nothing.
 """
 
 from __future__ import annotations
