@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+
+# NumPy's BLAS (OpenBLAS) would start a thread per core for the filterbank's small mel product, (T, 257)
+# by (257, 80) per chunk, and wake them for every chunk of every stream, against the inference threads
+# and the other streams: one thread computed it 2x as fast on an idle machine and spent a quarter of a
+# loaded server's time. Read once, when NumPy first loads, so it is set before any subcommand imports it;
+# torch's and ONNX Runtime's own thread settings are not affected.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "transcribe": ("model.cli_transcribe", "transcribe audio files with a model (the embedded one by default)"),

@@ -308,8 +308,9 @@ class BeamSearch:
         return p._final
 
     def _max_gain(self) -> float:
-        """The most one symbol can raise a prefix's external score (see WordScorer); with hotwords
-        or a constraint there is no such bound (inf), and every candidate extension is made."""
+        """The most a space (a word ending) can raise a prefix's external score (see WordScorer); any
+        other symbol only spells on, which never raises it (0). With hotwords or a constraint there is
+        no such bound (inf), and every candidate extension is made."""
         if self.hotwords.prefixes or self.constraint is not None:
             return math.inf
         return max(0.0, self.cfg.word_bonus) if self.lm is not None else 0.0
@@ -359,15 +360,16 @@ class BeamSearch:
                 else:
                     nxt[p] = _Beam(total + lp_blank, -math.inf, beam.emissions, total + lp_blank)
             # Every prefix has one parent, so a new prefix gets one path in this frame: if that
-            # path's score plus the most its external score can gain is below the beam_size-th best
-            # prefix already here, it cannot survive the cut and is never made. Extensions go best
-            # first, so that bar rises as fast as it can. ``floor_heap`` holds lower bounds of the scores
-            # of beam_size prefixes in this frame (scores only rise as paths merge in).
+            # path's score plus the most its external score can gain (only a word ending gains) is
+            # below the beam_size-th best prefix already here, it cannot survive the cut and is never
+            # made. Extensions go best first, so that bar rises as fast as it can. ``floor_heap`` holds
+            # lower bounds of the scores of beam_size prefixes in this frame (scores only rise as paths
+            # merge in).
             bounded = max_gain != math.inf and len(nxt) >= beam_size
             if bounded:
                 floor_heap = heapq.nlargest(beam_size, [b.total + p.score for p, b in nxt.items()])
                 floor_heap.reverse()  # ascending: a valid min-heap
-                bar = floor_heap[0] - max_gain
+                bar = floor_heap[0]
             extensions = []
             for p, beam, total in ranked:
                 last = p.last
@@ -377,7 +379,8 @@ class BeamSearch:
                         continue  # no leading or doubled spaces: they carry no words
                     # A repeated symbol needs a blank in between to count twice.
                     score = (beam.blank if s == last else total) + lp[s]
-                    if bounded and score + p_score < bar and p.children.get(s) not in nxt:
+                    if bounded and score + p_score + (max_gain if s == space else 0.0) < bar \
+                            and p.children.get(s) not in nxt:
                         continue  # hopeless as a new prefix, and not a path into one already here
                     extensions.append((score + p_score, score, s, p, beam))
             if bounded:
@@ -388,7 +391,7 @@ class BeamSearch:
                     continue
                 nb = nxt.get(c) if c is not p else None
                 if nb is None:  # a prefix new to this frame
-                    if bounded and bound + max_gain < floor_heap[0]:
+                    if bounded and bound + (max_gain if s == space else 0.0) < floor_heap[0]:
                         continue
                     if c is p:  # not made yet
                         c = self._child(p, s)
