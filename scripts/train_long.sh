@@ -7,6 +7,9 @@
 # from it. The CPU-hours of training add up along that chain of shipped models.
 #   scripts/train_long.sh              resume the current leg (start leg 1 the first time)
 #   NEW_LEG=1 scripts/train_long.sh    start the next leg (from the shipped model, on corpora frozen now)
+#   NEW_LEG=1 INIT=$DATA/runs/long/leg-1/run/best.esm scripts/train_long.sh
+#                                      start it from an earlier leg's best float weights instead (a leg that was
+#                                      not shipped but not behind either: its steps are not thrown away)
 # Data: DATA (default /work/data) holds the corpora and the legs; SHARED the read-only project data.
 #
 # Why legs and not one 64k-step schedule (the first plan, started 2026-12-02): the data folder does not
@@ -28,6 +31,10 @@ LONG=${LONG:-$DATA/runs/long}
 # it, the second core shared with synthesis or an image build: 1800 steps is 1-1.7 h, which leaves a session the
 # time to score and ship the result. (Leg 1 ran its first 400 steps under 3000 and 2400 before this was set.)
 LEG_STEPS=${LEG_STEPS:-1800}
+INIT=${INIT:-model/assets/default.esm}
+# Trained quantisation: after the leg, the kmeans4 codebooks are fine-tuned for this many steps on the training
+# batches (leg 1 exported plain kmeans4, which cost it 1.7-2.5 CER points against its float weights).
+CODEBOOK_STEPS=${CODEBOOK_STEPS:-300}
 LR=${LR:-5e-4}  # warm start: half the from-scratch peak (1e-3 held the first plan behind its init)
 # bf16 autocast only where the CPU has bf16 arithmetic (AVX512-BF16 or AMX): elsewhere torch emulates it
 # and a step took ~14x as long as in fp32 (seen 2026-12-02 on an EPYC without AVX-512).
@@ -44,7 +51,7 @@ if [ "$leg" = 0 ] || [ "${NEW_LEG:-0}" = 1 ]; then
   leg=$((leg + 1))
   dir="$LONG/leg-$leg"
   mkdir -p "$dir/data"
-  cp model/assets/default.esm "$dir/init.esm"  # the model it starts from, as it was shipped then
+  cp "$INIT" "$dir/init.esm"  # the model it starts from, as it was then
   for m in real/train real/vctk real/grid real/wakewords real/valid real/valid_vctk \
            synth/train synth-hibari/train synth-piper/train synth-kokoro/train synth-warped/train; do
     [ -s "$DATA/$m.jsonl" ] || continue
@@ -80,11 +87,17 @@ python3 -m edgescribe.cli train --init "$dir/init.esm" "${train[@]}" \
   --out "$dir/run" --max-steps "$LEG_STEPS" --warmup-steps 200 --lr "$LR" --min-lr-ratio 0.05 \
   --precision "$PRECISION" --threads 1 --workers 1 --cache --max-utterance-seconds 20 \
   --vtlp --eq --eq-prob 0.3 --babble --lossy --lossy-prob 0.1 --reverb-rirs "$DATA/rirs" \
+  --codec kmeans4 --codebook-steps "$CODEBOOK_STEPS" \
   --valid-every 1000 --checkpoint-every 200 --keep-checkpoints 3 --log-every 50 --no-progress --seed "$((10 + leg))" \
   --resume
 
-# 4. The candidate and its scores beside the init model's, on the same validation sets.
-python3 -m edgescribe.cli export "$dir/run/best.esm" --codec kmeans4 --beam-size 8 --out "$dir/candidate.esm"
+# 4. The candidate and its scores beside the init model's, on the same validation sets. With trained codebooks
+# the candidate is the run's model.esm (best float weights, clustered, codebooks fine-tuned); else plain kmeans4.
+if [ "$CODEBOOK_STEPS" -gt 0 ]; then
+  python3 -m edgescribe.cli export "$dir/run/model.esm" --codec keep --beam-size 8 --out "$dir/candidate.esm"
+else
+  python3 -m edgescribe.cli export "$dir/run/best.esm" --codec kmeans4 --beam-size 8 --out "$dir/candidate.esm"
+fi
 cat "$dir/data/real-valid.jsonl" "$dir/data/real-valid_vctk.jsonl" > "$dir/valid-both.jsonl"
 {
   for m in init candidate; do
