@@ -4,6 +4,7 @@ import av
 import numpy as np
 import pytest
 
+import model.audio as audio_module
 from model.audio import AudioDecodeError, AudioTooLong, iter_audio, load_audio, pcm16_to_float
 
 
@@ -167,3 +168,32 @@ def test_cancelled_decoding_stops_between_frames(tmp_path):
     _encode(tmp_path / "a.wav", "pcm_s16le", 16000, 1, seconds=5)
     with pytest.raises(DecodeCancelled):
         list(iter_audio(tmp_path / "a.wav", cancelled=lambda: True))
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [("a.wav", "pcm_s16le"), ("b.wav", "pcm_f32le"), ("a.flac", "flac"), ("a.mp3", "libmp3lame")],
+)
+def test_audio_at_the_model_rate_reads_as_the_resampler_gives_it(tmp_path, monkeypatch, name, codec):
+    # Mono frames at 16 kHz in a plain format skip FFmpeg's resampler; the samples must be the same.
+    path = tmp_path / name
+    try:
+        _encode(path, codec, 16000, 1, seconds=2.3)
+    except (av.FFmpegError, ValueError) as e:
+        pytest.skip(f"cannot encode {name} here: {e}")
+    read = [0]
+    as_is = audio_module._as_is
+
+    def counted(frame, rate):
+        out = as_is(frame, rate)
+        read[0] += out is not None
+        return out
+
+    monkeypatch.setattr(audio_module, "_as_is", counted)
+    direct = load_audio(path)
+    monkeypatch.setattr(audio_module, "_as_is", lambda frame, rate: None)
+    resampled = load_audio(path)
+    assert read[0] > 0  # the fast path was taken
+    assert direct.dtype == np.float32
+    np.testing.assert_array_equal(direct, resampled)
+
