@@ -21,12 +21,18 @@ import numpy as np
 from .config import DecodingConfig
 from .tokens import Vocabulary
 
+try:  # the frame loop of BeamSearch.advance, compiled (model/_ctcbeam.c); the same results as the Python loop
+    from . import _ctcbeam as _native
+except ImportError:  # built without a C compiler: the Python loop below
+    _native = None
+
 FRAME_SECONDS = 0.04  # 10 ms feature hop x 4 subsampling
 # Beam extensions per frame: the best symbols only (flashlight's beam_size_token). A trained CTC
 # model rarely puts more than two or three symbols within prune_log_prob of the best; an untrained
 # or lost one puts all of them there, and this bounds the cost per frame in that case. Not applied
 # under a grammar or lexicon, which need their own symbols whatever their rank.
 MAX_SYMBOLS_PER_FRAME = 10
+NATIVE_MAX_SYMBOLS = 512  # the compiled loop's bound on the vocabulary (ours: 29 symbols)
 
 
 @dataclass(frozen=True)
@@ -207,10 +213,12 @@ class _Prefix:
 class _Beam:
     blank: float = -math.inf  # log P(prefix, last frame was blank)
     non_blank: float = -math.inf  # log P(prefix, last frame emitted the last symbol)
-    # The prefix's emissions as a linked list (newest first): extending it is O(1). They come
-    # from the most probable path into the prefix, so a character is timed where the audio says
-    # it, not at a first, barely probable emission that happened to survive in the beam.
-    emissions: tuple[Emission, tuple | None] | None = None
+    # The prefix's emissions as a linked list of (symbol, frame, prob, older) nodes, newest first:
+    # extending it is O(1), and a plain tuple is cheap to make (Emission objects are made only when a
+    # hypothesis is read). They come from the most probable path into the prefix, so a character is
+    # timed where the audio says it, not at a first, barely probable emission that happened to
+    # survive in the beam.
+    emissions: tuple[int, int, float, tuple | None] | None = None
     best_in: float = -math.inf  # log-score of the path the emissions came from
 
     @property
@@ -237,11 +245,11 @@ def _logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-def _emission_list(node: tuple[Emission, tuple | None] | None) -> list[Emission]:
+def _emission_list(node: tuple[int, int, float, tuple | None] | None) -> list[Emission]:
     out = []
     while node is not None:
-        out.append(node[0])
-        node = node[1]
+        out.append(Emission(node[0], node[1], node[2]))
+        node = node[3]
     out.reverse()
     return out
 
@@ -284,7 +292,8 @@ class BeamSearch:
                         p.n_chars + 1)
         else:
             c = _Prefix(s, p.words, p.partial + self.vocab.symbols[s], p.fixed, state, p.n_chars + 1)
-            c.score += self.hotwords.partial_score(c.partial)
+            if self.hotwords.prefixes:
+                c.score += self.hotwords.partial_score(c.partial)
             if self.lm is not None:
                 c.score += self.cfg.lm_weight * self.lm.score_partial(c.words, c.partial)
         if self.constraint is not None:
@@ -338,9 +347,17 @@ class BeamSearch:
         symbols = log_probs[:, 1:]
         order = np.argsort(-symbols, axis=-1, kind="stable")[:, :k]  # (T', k), best first, ties by id
         top_lp = np.take_along_axis(symbols, order, axis=-1)
-        top_sym = (order + 1).tolist()
-        floors = (log_probs.max(axis=-1) + prune).tolist()
+        floors = log_probs.max(axis=-1) + prune
         max_gain = self._max_gain()
+        if _native is not None and log_probs.shape[1] <= NATIVE_MAX_SYMBOLS:
+            search.beams = _native.advance(self, beams, np.ascontiguousarray(log_probs),
+                                           (order + 1).astype(np.int64), np.ascontiguousarray(top_lp),
+                                           floors.astype(np.float32), search.frames, space, beam_size,
+                                           max_gain, _Beam)
+            search.frames += log_probs.shape[0]
+            return search
+        top_sym = (order + 1).tolist()
+        floors = floors.tolist()
         for lp, syms, lps, floor in zip(log_probs.tolist(), top_sym, top_lp.tolist(), floors, strict=True):
             t = search.frames
             search.frames += 1
@@ -399,13 +416,13 @@ class BeamSearch:
                             continue
                         created.append((p, s, c))
                     nb = nxt[c] = _Beam(non_blank=score, best_in=score,
-                                        emissions=(Emission(s, t, exp(lp[s])), beam.emissions))
+                                        emissions=(s, t, exp(lp[s]), beam.emissions))
                     if bounded:
                         heapq.heappushpop(floor_heap, score + c.score)
                     continue
                 nb.non_blank = _logaddexp(nb.non_blank, score)
                 if score > nb.best_in:
-                    nb.emissions, nb.best_in = (Emission(s, t, exp(lp[s])), beam.emissions), score
+                    nb.emissions, nb.best_in = (s, t, exp(lp[s]), beam.emissions), score
             if len(nxt) > beam_size:
                 nxt = dict(heapq.nlargest(beam_size, nxt.items(), key=lambda kv: kv[1].total + kv[0].score))
                 # Forget the prefixes made this frame that did not survive: they have no children
