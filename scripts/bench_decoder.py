@@ -8,6 +8,10 @@ the beam. Each sentence is decoded the streaming way: ``advance`` per 5-frame (2
 with a partial result after every chunk, then the final result at the endpoint.
 
     python scripts/bench_decoder.py [--lm model/assets/default_lm.eslm] [--sentences 30] [--flashlight]
+                                    [--loop compiled|python|both]
+
+``--loop``: the beam search's frame loop, compiled (model/_ctcbeam.c, what serving uses when it is built)
+or the Python one (what runs without a C compiler); ``both`` prints one table per loop, same input.
 
 The default sentences come from everyday.txt.gz, which the shipped LM was built from, so their WER
 flatters the LM; give ``--text`` held-out sentences (gzip, one a line) for a fair WER. Costs do
@@ -31,6 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import model.ctc as ctc  # noqa: E402
 from model.config import DecodingConfig  # noqa: E402
 from model.ctc import BeamSearch, greedy_decode  # noqa: E402
 from model.grammar import Grammar, lexicon  # noqa: E402
@@ -104,7 +109,15 @@ def main() -> int:
     parser.add_argument("--flashlight", action="store_true",
                         help="also time flashlight-text's C++ lexicon decoder with the same LM "
                              "(pip install flashlight-text)")
+    parser.add_argument("--loop", choices=("compiled", "python", "both"), default="both",
+                        help="the beam search's frame loop to time")
     args = parser.parse_args()
+    compiled = ctc._native
+    if compiled is None and args.loop != "python":
+        print("model._ctcbeam is not built (pip install -e . with a C compiler): timing the Python loop only",
+              file=sys.stderr)
+    loops = [name for name in ("compiled", "python") if args.loop in (name, "both")
+             and (name == "python" or compiled is not None)]
     torch.set_num_threads(1)
     vocab = Vocabulary()
     rng = random.Random(args.seed)
@@ -150,20 +163,24 @@ def main() -> int:
           f"1 thread; chunk = {CHUNK_FRAMES} frames = 200 ms; WER on the synthetic, confusable input")
     if lm is not None:
         print(f"LM: order {lm.order}, {len(lm.vocab)} words; lexicon trie built in {lex_seconds:.2f} s")
-    print(f"{'decoder (streaming: advance + partial)':40s} {'CPU ms/chunk':>12s} {'p95':>7s} {'max':>7s} "
-          f"{'x real time':>11s} {'WER':>6s}")
-    for name, decoder, set_name in cases:
-        inputs, refs = sets[set_name]
-        times: list[float] = []
-        hyps = []
-        for lp in inputs:
-            chunk_times, text = run_stream(decoder, lp, vocab)
-            times.extend(chunk_times)
-            hyps.append(text)
-        times.sort()
-        mean = statistics.fmean(times)
-        print(f"{name:40s} {1000 * mean:12.2f} {1000 * times[int(0.95 * len(times))]:7.2f} "
-              f"{1000 * times[-1]:7.2f} {mean / 0.2:11.4f} {_wer(refs, hyps):>6s}")
+    for loop in loops:
+        ctc._native = compiled if loop == "compiled" else None
+        print(f"\nframe loop: {loop}")
+        print(f"{'decoder (streaming: advance + partial)':40s} {'CPU ms/chunk':>12s} {'p95':>7s} {'max':>7s} "
+              f"{'x real time':>11s} {'WER':>6s}")
+        for name, decoder, set_name in cases:
+            inputs, refs = sets[set_name]
+            times: list[float] = []
+            hyps = []
+            for lp in inputs:
+                chunk_times, text = run_stream(decoder, lp, vocab)
+                times.extend(chunk_times)
+                hyps.append(text)
+            times.sort()
+            mean = statistics.fmean(times)
+            print(f"{name:40s} {1000 * mean:12.2f} {1000 * times[int(0.95 * len(times))]:7.2f} "
+                  f"{1000 * times[-1]:7.2f} {mean / 0.2:11.4f} {_wer(refs, hyps):>6s}")
+    ctc._native = compiled
     if args.flashlight:
         if lm is None or lex is None:
             print("--flashlight needs an LM", file=sys.stderr)
