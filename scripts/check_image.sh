@@ -2,8 +2,9 @@
 # Build the service image for linux/amd64 and linux/arm64 with buildah and check what a user gets:
 # the arm64 image runs under qemu-user as a Cortex-A72 (the Raspberry Pi 4's core, no ARMv8.1 atomics),
 # the amd64 one natively. Per architecture: ONNX Runtime, NumPy and PyAV import and ONNX Runtime runs a
-# graph (no illegal instruction), the server answers /healthz, the image's own HEALTHCHECK command
-# passes, tests/fixtures/utt00.flac is transcribed through the OpenAI endpoint, the process runs as uid
+# graph (no illegal instruction), the beam search's compiled module loads, the server answers /healthz,
+# the image's own HEALTHCHECK command passes, tests/fixtures/utt00.flac is transcribed through the
+# OpenAI endpoint, the process runs as uid
 # 10001; the image size, the time from `podman run` to /healthz and the server's resident memory after
 # the transcription are printed in a table at the end.
 #
@@ -202,6 +203,8 @@ run_checks() {  # $1 = arch
   else
     echo "$out" >&2; eval "R_imports_${arch}=FAIL"; FAILED=1
   fi
+  # The beam search's compiled frame loop made it into the runtime root (built in the build stage).
+  check beam test "$(crun_ python -c 'import model.ctc as c; print("compiled" if c._native else "python")')" = compiled
   check uid test "$(crun_ python -c 'import os; print(os.getuid())')" = 10001
   check user test "$(inspect "$image" User)" = 10001
 
@@ -260,7 +263,7 @@ for a in "${ARCHS[@]}"; do
 done
 
 printf '\n%-12s' ""; for a in "${ARCHS[@]}"; do printf '%-18s' "linux/$a"; done; printf '\n'
-for field in cpu build size imports startup healthz healthcheck transcribe uid user rss; do
+for field in cpu build size imports beam startup healthz healthcheck transcribe uid user rss; do
   printf '%-12s' "$field"
   for a in "${ARCHS[@]}"; do v="R_${field}_${a}"; printf '%-18s' "${!v:--}"; done
   printf '\n'
