@@ -308,19 +308,21 @@ static PyObject *advance(PyObject *module, PyObject *args) {
             Py_ssize_t at = c == NULL ? -1 : find(nxt, n_nxt, c);
             if (at < 0) { /* a prefix new to this frame */
                 if (bounded && x->bound + (s == space ? max_gain : 0.0) < heap[0]) continue;
+                PyObject *made = NULL; /* owned until the entry holds it */
                 if (c == NULL) { /* not made yet */
-                    PyObject *made = PyObject_CallMethodObjArgs(search, s_child, b->prefix, sym_keys[s], NULL);
+                    made = PyObject_CallMethodObjArgs(search, s_child, b->prefix, sym_keys[s], NULL);
                     if (made == NULL) goto done;
                     if (made == Py_None) { Py_DECREF(made); continue; }
                     created_parent[n_created] = b->children;
                     created_sym[n_created] = s;
                     created_child[n_created++] = made; /* the parent's children dict holds it too */
-                    Py_DECREF(made);
                     c = made;
                 }
                 Entry *e = &nxt[n_nxt];
                 memset(e, 0, sizeof(Entry));
-                if (load_prefix(e, c) < 0) { Py_CLEAR(e->prefix); goto done; }
+                int loaded = load_prefix(e, c);
+                Py_XDECREF(made);
+                if (loaded < 0) { Py_CLEAR(e->prefix); goto done; }
                 e->emissions = new_emission(s, t, exp((double)lp[s]), b->emissions);
                 if (e->emissions == NULL) { Py_CLEAR(e->prefix); goto done; }
                 n_nxt++;
