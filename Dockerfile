@@ -38,7 +38,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     VIRTUAL_ENV=/opt/edgescribe \
     PATH=/opt/edgescribe/bin:$PATH
-# A C compiler for the beam search's compiled frame loop (model/_ctcbeam.c, about 2.5x faster decoding);
+# A C compiler for the beam search's compiled frame loop (model/_ctcbeam.c; up to 2x faster decoding, README);
 # Python's headers come with the python image (a Debian python3 base needs python3-dev for them). Only this
 # stage has them: the runtime root holds the built module alone. Should apt fail, the install goes on
 # without the module (it is optional) and the Python loop serves. Not pinned: any gcc of the base's Debian

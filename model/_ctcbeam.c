@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_SYMBOLS 512 /* the vocabulary's bound (ours: 29 symbols); exported as MAX_SYMBOLS */
+
 static PyObject *s_last, *s_score, *s_children, *s_blank, *s_non_blank, *s_emissions, *s_best_in, *s_child;
 
 typedef struct {
@@ -181,7 +183,7 @@ static PyObject *advance(PyObject *module, PyObject *args) {
     PyObject **created_parent = NULL, **created_child = NULL, *result = NULL;
     long *created_sym = NULL;
     Py_ssize_t n_cur = 0, n_nxt = 0, cap = 0, n_created = 0;
-    PyObject *sym_keys[512] = {0};
+    PyObject *sym_keys[MAX_SYMBOLS] = {0};
 
     if (get_buf(lp_obj, &lpb, 'f', 2, "log_probs") < 0 || get_buf(sym_obj, &symb, 'i', 2, "top_sym") < 0 ||
         get_buf(tlp_obj, &tlpb, 'f', 2, "top_lp") < 0 || get_buf(floor_obj, &flb, 'f', 1, "floors") < 0)
@@ -191,8 +193,8 @@ static PyObject *advance(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "advance: array shapes disagree");
         goto done;
     }
-    if (V > 512) {
-        PyErr_SetString(PyExc_ValueError, "advance: at most 512 symbols");
+    if (V > MAX_SYMBOLS) {
+        PyErr_Format(PyExc_ValueError, "advance: at most %d symbols", MAX_SYMBOLS);
         goto done;
     }
     const float *LP = lpb.view.buf, *TLP = tlpb.view.buf, *FL = flb.view.buf;
@@ -224,7 +226,7 @@ static PyObject *advance(PyObject *module, PyObject *args) {
         const float *lps = TLP + f * K;
         double floor = (double)FL[f], lp_blank = (double)lp[0];
         long t = t0 + (long)f;
-        long cand[512];
+        long cand[MAX_SYMBOLS];
         Py_ssize_t n_cand = 0;
         for (Py_ssize_t j = 0; j < K; j++)
             if ((double)lps[j] >= floor) cand[n_cand++] = (long)syms[j];
@@ -400,7 +402,7 @@ done:
     PyMem_Free(created_parent);
     PyMem_Free(created_child);
     PyMem_Free(created_sym);
-    for (int s = 0; s < 512; s++) Py_XDECREF(sym_keys[s]);
+    for (int s = 0; s < MAX_SYMBOLS; s++) Py_XDECREF(sym_keys[s]);
     release(&lpb);
     release(&symb);
     release(&tlpb);
@@ -426,5 +428,7 @@ PyMODINIT_FUNC PyInit__ctcbeam(void) {
     INTERN(s_best_in, "best_in");
     INTERN(s_child, "_child");
 #undef INTERN
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddIntConstant(m, "MAX_SYMBOLS", MAX_SYMBOLS) < 0) Py_CLEAR(m);
+    return m;
 }

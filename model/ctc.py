@@ -32,7 +32,6 @@ FRAME_SECONDS = 0.04  # 10 ms feature hop x 4 subsampling
 # or lost one puts all of them there, and this bounds the cost per frame in that case. Not applied
 # under a grammar or lexicon, which need their own symbols whatever their rank.
 MAX_SYMBOLS_PER_FRAME = 10
-NATIVE_MAX_SYMBOLS = 512  # the compiled loop's bound on the vocabulary (ours: 29 symbols)
 
 
 @dataclass(frozen=True)
@@ -349,7 +348,7 @@ class BeamSearch:
         top_lp = np.take_along_axis(symbols, order, axis=-1)
         floors = log_probs.max(axis=-1) + prune
         max_gain = self._max_gain()
-        if _native is not None and log_probs.shape[1] <= NATIVE_MAX_SYMBOLS:
+        if _native is not None and log_probs.shape[1] <= _native.MAX_SYMBOLS:
             search.beams = _native.advance(self, beams, np.ascontiguousarray(log_probs),
                                            (order + 1).astype(np.int64), np.ascontiguousarray(top_lp),
                                            floors.astype(np.float32), search.frames, space, beam_size,

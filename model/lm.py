@@ -409,7 +409,6 @@ class NgramLM:
         self.unk = self.ids[UNK]
         self.bos = self.ids[BOS] if BOS in self.ids else -1
         self._cache: dict[tuple[tuple[int, ...], int], float] = {}
-        self._key_max = [int(np.iinfo(k.dtype).max) for k in self._keys]  # a larger key is in no array
         # Lookups are binary searches in the arrays themselves: no index to build at load time
         # (a dict of a million keys takes seconds on a Pi), a tenth of the memory of Python lists,
         # and nothing for the cycle collector to walk.
@@ -423,10 +422,8 @@ class NgramLM:
     def _find(self, n: int, g: Sequence[int]) -> int:
         keys = self._keys[n - 1]
         k = self._key(g)
-        if k > self._key_max[n - 1]:
-            return -1
-        # The query in the array's own type: a Python int against 32-bit keys would make NumPy cast the
-        # whole array to int64 first, an O(n) copy per lookup (it was a fifth of a beam search's time).
+        # The query in the array's own type (a key of ids below the vocabulary size always fits it): a Python
+        # int against 32-bit keys would make NumPy cast the whole array to int64 first, an O(n) copy per lookup.
         i = int(keys.searchsorted(keys.dtype.type(k)))
         return i if i < len(keys) and keys[i] == k else -1
 

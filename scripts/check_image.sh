@@ -4,9 +4,8 @@
 # the amd64 one natively. Per architecture: ONNX Runtime, NumPy and PyAV import and ONNX Runtime runs a
 # graph (no illegal instruction), the beam search's compiled module loads, the server answers /healthz,
 # the image's own HEALTHCHECK command passes, tests/fixtures/utt00.flac is transcribed through the
-# OpenAI endpoint, the process runs as uid
-# 10001; the image size, the time from `podman run` to /healthz and the server's resident memory after
-# the transcription are printed in a table at the end.
+# OpenAI endpoint, the process runs as uid 10001; the image size, the time from `podman run` to
+# /healthz and the server's resident memory after the transcription are printed in a table at the end.
 #
 # Emulated arm64 processes see a Raspberry Pi 4's /proc/cpuinfo (Cortex-A72, one entry per host CPU),
 # bound over the host's in a private mount namespace around the arm64 build and checks. qemu-user 7.2

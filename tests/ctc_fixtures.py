@@ -32,3 +32,10 @@ def spell(text: str, ambiguous: dict[str, dict[str, float]] | None = None) -> to
     for ch in text:
         spec += [ambiguous.get(ch, ch), "_"]
     return frames(spec)
+
+
+# A tiny word LM's text: the sentences the decoder tests spell, and some near them.
+LM_TEXT = [s.split() for s in [
+    "the cat sat on the mat", "a cat sat on a hat", "the cat ran home", "the dog sat on the log",
+    "turn on the light", "turn off the light", "there is a cat", "their cat sat there",
+]]

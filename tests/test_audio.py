@@ -196,4 +196,3 @@ def test_audio_at_the_model_rate_reads_as_the_resampler_gives_it(tmp_path, monke
     assert read[0] > 0  # the fast path was taken
     assert direct.dtype == np.float32
     np.testing.assert_array_equal(direct, resampled)
-

@@ -7,17 +7,13 @@ import math
 
 import pytest
 import torch
-from ctc_fixtures import VOCAB, frames, spell
+from ctc_fixtures import LM_TEXT, VOCAB, frames, spell
 
 from model.config import DecodingConfig
 from model.ctc import FRAME_SECONDS, BeamSearch, greedy_decode
 from model.grammar import Grammar, lexicon
 from model.lm import BuildConfig, NgramLM, build_lm
 
-LM_TEXT = [s.split() for s in [
-    "the cat sat on the mat", "a cat sat on a hat", "the cat ran home", "the dog sat on the log",
-    "turn on the light", "turn off the light", "there is a cat", "their cat sat there",
-]]
 # 'c' is heard as 'k' slightly more than as 'c'.
 AMBIGUOUS = {"c": {"k": 0.5, "c": 0.4}}
 
@@ -147,7 +143,6 @@ def test_nbest_ranks_distinct_texts_and_its_first_is_the_best(lm):
 def hypotheses_of(search: BeamSearch, lp: torch.Tensor, *texts: str) -> list[float]:
     scores = {h.transcript.text: h.score for h in search.nbest(search.advance(search.start(), lp), 8)}
     return [scores[t] for t in texts]
-
 
 
 def test_nbest_under_a_grammar_gives_each_phrase_once():

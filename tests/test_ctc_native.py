@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 import torch
-from ctc_fixtures import VOCAB, spell
+from ctc_fixtures import LM_TEXT, VOCAB, spell
 
 import model.ctc as ctc
 from model.config import DecodingConfig
@@ -21,11 +21,6 @@ from model.lm import BuildConfig, NgramLM, build_lm
 
 NATIVE = ctc._native
 needs_native = pytest.mark.skipif(NATIVE is None, reason="model._ctcbeam is not built (no C compiler)")
-
-LM_TEXT = [s.split() for s in [
-    "the cat sat on the mat", "a cat sat on a hat", "the cat ran home", "the dog sat on the log",
-    "turn on the light", "turn off the light", "there is a cat", "their cat sat there",
-]]
 
 
 @pytest.fixture(scope="module")
