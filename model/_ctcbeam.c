@@ -163,26 +163,44 @@ static void release(Buf *b) {
     b->held = 0;
 }
 
-/* advance(search, beams, log_probs, top_sym, top_lp, floors, t0, space, beam_size, max_gain, beam_type)
- * -> the new beams dict. Frames are numbered from t0. */
+/* A prefix made in a frame that did not survive its cut, kept in its parent's children for a few frames
+ * (the same extension is often made again in the next one) and then forgotten. */
+typedef struct {
+    PyObject *parent_children; /* borrowed: the parent survived a cut, so the tree holds it */
+    PyObject *child;           /* borrowed: the parent's children dict holds it */
+    long sym;
+    long age;                  /* frames it has been kept */
+} Unused;
+
+/* Is prefix among the entries that survive the frame (all of nxt, or its kept part after a cut)? */
+static int survives(const Entry *nxt, Py_ssize_t n_nxt, const Ranked *ranked, Py_ssize_t n_keep, int cut,
+                    PyObject *prefix) {
+    if (!cut) return find(nxt, n_nxt, prefix) >= 0;
+    for (Py_ssize_t i = 0; i < n_keep; i++)
+        if (nxt[ranked[i].index].prefix == prefix) return 1;
+    return 0;
+}
+
+/* advance(search, beams, log_probs, top_sym, top_lp, floors, t0, space, beam_size, max_gain, beam_type,
+ *         keep_frames) -> the new beams dict. Frames are numbered from t0. */
 static PyObject *advance(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *search, *beams, *lp_obj, *sym_obj, *tlp_obj, *floor_obj, *beam_type;
     long t0, space;
-    Py_ssize_t beam_size;
+    Py_ssize_t beam_size, keep_frames;
     double max_gain;
-    if (!PyArg_ParseTuple(args, "OO!OOOOllndO", &search, &PyDict_Type, &beams, &lp_obj, &sym_obj, &tlp_obj,
-                          &floor_obj, &t0, &space, &beam_size, &max_gain, &beam_type))
+    if (!PyArg_ParseTuple(args, "OO!OOOOllndOn", &search, &PyDict_Type, &beams, &lp_obj, &sym_obj, &tlp_obj,
+                          &floor_obj, &t0, &space, &beam_size, &max_gain, &beam_type, &keep_frames))
         return NULL;
     Buf lpb = {0}, symb = {0}, tlpb = {0}, flb = {0};
     Entry *cur = NULL, *nxt = NULL;
     Extension *ext = NULL;
     Ranked *ranked = NULL;
     double *heap = NULL;
-    /* the prefixes made in a frame: their parent's children dict (borrowed), symbol, and the prefix */
-    PyObject **created_parent = NULL, **created_child = NULL, *result = NULL;
-    long *created_sym = NULL;
-    Py_ssize_t n_cur = 0, n_nxt = 0, cap = 0, n_created = 0;
+    /* the prefixes made in the last keep_frames frames that are in no beam */
+    Unused *unused = NULL;
+    PyObject *result = NULL;
+    Py_ssize_t n_cur = 0, n_nxt = 0, cap = 0, n_unused = 0, unused_cap = 0;
     PyObject *sym_keys[MAX_SYMBOLS] = {0};
 
     if (get_buf(lp_obj, &lpb, 'f', 2, "log_probs") < 0 || get_buf(sym_obj, &symb, 'i', 2, "top_sym") < 0 ||
@@ -236,14 +254,15 @@ static PyObject *advance(PyObject *module, PyObject *args) {
             Py_ssize_t ncap = need > cap ? need : cap;
             if (grow((void **)&nxt, ncap, sizeof *nxt) < 0 || grow((void **)&cur, ncap, sizeof *cur) < 0 ||
                 grow((void **)&ext, ncap, sizeof *ext) < 0 || grow((void **)&ranked, ncap, sizeof *ranked) < 0 ||
-                grow((void **)&created_parent, ncap, sizeof *created_parent) < 0 ||
-                grow((void **)&created_child, ncap, sizeof *created_child) < 0 ||
-                grow((void **)&created_sym, ncap, sizeof *created_sym) < 0 ||
                 grow((void **)&heap, beam_size + 1, sizeof *heap) < 0)
                 goto done;
             cap = ncap;
         }
-        n_created = 0;
+        if (n_unused + need > unused_cap) {
+            Py_ssize_t ncap = 2 * (n_unused + need);
+            if (grow((void **)&unused, ncap, sizeof *unused) < 0) goto done;
+            unused_cap = ncap;
+        }
         n_nxt = 0;
         double totals[n_cur ? n_cur : 1];
         /* stay on the same prefix through a blank, or by repeating the last symbol */
@@ -315,9 +334,7 @@ static PyObject *advance(PyObject *module, PyObject *args) {
                     made = PyObject_CallMethodObjArgs(search, s_child, b->prefix, sym_keys[s], NULL);
                     if (made == NULL) goto done;
                     if (made == Py_None) { Py_DECREF(made); continue; }
-                    created_parent[n_created] = b->children;
-                    created_sym[n_created] = s;
-                    created_child[n_created++] = made; /* the parent's children dict holds it too */
+                    unused[n_unused++] = (Unused){b->children, made, s, 0}; /* until it survives a cut */
                     c = made;
                 }
                 Entry *e = &nxt[n_nxt];
@@ -347,20 +364,33 @@ static PyObject *advance(PyObject *module, PyObject *args) {
             }
         }
         /* the cut */
-        if (n_nxt > beam_size) {
+        int cut = n_nxt > beam_size;
+        if (cut) {
             for (Py_ssize_t i = 0; i < n_nxt; i++) {
                 ranked[i].key = total_of(&nxt[i]) + nxt[i].prefix_score;
                 ranked[i].index = i;
             }
             qsort(ranked, n_nxt, sizeof(Ranked), cmp_ranked);
-            /* Forget the prefixes made this frame that did not survive: they have no children yet, so
-             * nothing else refers to them, and the tree stays O(frames x beam). */
-            for (Py_ssize_t i = beam_size; i < n_nxt; i++) {
-                PyObject *gone = nxt[ranked[i].index].prefix;
-                for (Py_ssize_t k = 0; k < n_created; k++)
-                    if (created_child[k] == gone && PyDict_DelItem(created_parent[k], sym_keys[created_sym[k]]) < 0)
-                        goto done;
+        }
+        /* A prefix made lately that is in a beam now is part of the tree; one that has been in none for
+         * keep_frames frames is forgotten: it has no children, so nothing else refers to it, and the
+         * tree stays O(frames x beam). */
+        {
+            Py_ssize_t w = 0;
+            for (Py_ssize_t k = 0; k < n_unused; k++) {
+                Unused u = unused[k];
+                if (survives(nxt, n_nxt, ranked, beam_size, cut, u.child)) continue;
+                if (u.age < keep_frames) {
+                    u.age++;
+                    unused[w++] = u;
+                } else if (PyDict_DelItem(u.parent_children, sym_keys[u.sym]) < 0) {
+                    n_unused = w;
+                    goto done;
+                }
             }
+            n_unused = w;
+        }
+        if (cut) {
             clear_entries(cur, n_cur);
             n_cur = 0;
             for (Py_ssize_t i = beam_size; i < n_nxt; i++) {
@@ -378,6 +408,10 @@ static PyObject *advance(PyObject *module, PyObject *args) {
         n_nxt = 0;
     }
 
+    /* the search ends here (until the next chunk): forget every prefix still unused */
+    for (Py_ssize_t k = 0; k < n_unused; k++)
+        if (PyDict_DelItem(unused[k].parent_children, sym_keys[unused[k].sym]) < 0) goto done;
+    n_unused = 0;
     result = PyDict_New();
     if (result == NULL) goto done;
     for (Py_ssize_t i = 0; i < n_cur; i++) {
@@ -399,9 +433,7 @@ done:
     PyMem_Free(ext);
     PyMem_Free(ranked);
     PyMem_Free(heap);
-    PyMem_Free(created_parent);
-    PyMem_Free(created_child);
-    PyMem_Free(created_sym);
+    PyMem_Free(unused);
     for (int s = 0; s < MAX_SYMBOLS; s++) Py_XDECREF(sym_keys[s]);
     release(&lpb);
     release(&symb);

@@ -32,6 +32,12 @@ FRAME_SECONDS = 0.04  # 10 ms feature hop x 4 subsampling
 # or lost one puts all of them there, and this bounds the cost per frame in that case. Not applied
 # under a grammar or lexicon, which need their own symbols whatever their rank.
 MAX_SYMBOLS_PER_FRAME = 10
+# A prefix made in a frame that no beam keeps stays in its parent's children this many frames more before
+# it is forgotten: the same extension is often made again in the next frames, and making one (its LM
+# scores) is the search's main cost. On the first 40 LibriSpeech dev files (beam 8 + LM, the shipped
+# model) 0 made 146,570 prefixes, 1: 108,681, 2: 98,271, 4: 90,854, 8: 86,989, for ever: 85,650, and 4
+# took 19% fewer instructions than 0 in the search (valgrind --tool=callgrind); the results are the same.
+KEEP_UNUSED_FRAMES = 4
 
 
 @dataclass(frozen=True)
@@ -352,18 +358,19 @@ class BeamSearch:
             search.beams = _native.advance(self, beams, np.ascontiguousarray(log_probs),
                                            (order + 1).astype(np.int64), np.ascontiguousarray(top_lp),
                                            floors.astype(np.float32), search.frames, space, beam_size,
-                                           max_gain, _Beam)
+                                           max_gain, _Beam, KEEP_UNUSED_FRAMES)
             search.frames += log_probs.shape[0]
             return search
         top_sym = (order + 1).tolist()
         floors = floors.tolist()
+        # Prefixes made lately that no beam holds: [parent, symbol, prefix, frames kept] (see KEEP_UNUSED_FRAMES).
+        unused: list[list] = []
         for lp, syms, lps, floor in zip(log_probs.tolist(), top_sym, top_lp.tolist(), floors, strict=True):
             t = search.frames
             search.frames += 1
             candidates = [s for s, v in zip(syms, lps, strict=True) if v >= floor]
             lp_blank = lp[0]
             nxt: dict[_Prefix, _Beam] = {}
-            created: list[tuple[_Prefix, int, _Prefix]] = []
             # Stay on the same prefix through a blank, or by repeating the last symbol.
             ranked = []
             for p, beam in beams.items():
@@ -413,7 +420,7 @@ class BeamSearch:
                         c = self._child(p, s)
                         if c is None:
                             continue
-                        created.append((p, s, c))
+                        unused.append([p, s, c, 0])  # until it survives a cut
                     nb = nxt[c] = _Beam(non_blank=score, best_in=score,
                                         emissions=(s, t, exp(lp[s]), beam.emissions))
                     if bounded:
@@ -424,12 +431,22 @@ class BeamSearch:
                     nb.emissions, nb.best_in = (s, t, exp(lp[s]), beam.emissions), score
             if len(nxt) > beam_size:
                 nxt = dict(heapq.nlargest(beam_size, nxt.items(), key=lambda kv: kv[1].total + kv[0].score))
-                # Forget the prefixes made this frame that did not survive: they have no children
-                # yet, so nothing else can refer to them, and the tree stays O(frames x beam).
-                for p, s, c in created:
-                    if c not in nxt:
-                        del p.children[s]
+            # A prefix made lately that is in a beam now is part of the tree; one that has been in none
+            # for KEEP_UNUSED_FRAMES frames is forgotten: it has no children, so nothing else refers to
+            # it, and the tree stays O(frames x beam).
+            kept = []
+            for entry in unused:
+                if entry[2] in nxt:
+                    continue
+                if entry[3] < KEEP_UNUSED_FRAMES:
+                    entry[3] += 1
+                    kept.append(entry)
+                else:
+                    del entry[0].children[entry[1]]
+            unused = kept
             beams = nxt
+        for p, s, _, _ in unused:  # the search stops here (until the next chunk)
+            del p.children[s]
         search.beams = beams
         return search
 

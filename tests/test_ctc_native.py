@@ -84,7 +84,58 @@ def test_the_compiled_loop_refuses_arrays_it_cannot_read():
     lp = spell("cat").numpy()
     with pytest.raises(TypeError, match="float32"):
         NATIVE.advance(search, state.beams, lp.astype("float64"), lp[:, :2].astype("int64"),
-                       lp[:, :2].copy(), lp.max(-1), 0, VOCAB.space_id, 8, 0.0, ctc._Beam)
+                       lp[:, :2].copy(), lp.max(-1), 0, VOCAB.space_id, 8, 0.0, ctc._Beam, 2)
+
+
+def _tree(p: ctc._Prefix) -> list:
+    """Every prefix the search's tree still holds, as (spelling, score), depth first by symbol."""
+    out = []
+    for _, c in sorted(p.children.items()):
+        if c is not None:
+            out.append(((c.words, c.partial), c.score))
+            out.extend(_tree(c))
+    return out
+
+
+class _Counting(BeamSearch):
+    made = 0
+
+    def _child(self, p, s):
+        self.made += 1
+        return super()._child(p, s)
+
+
+LOOPS = [pytest.param(None, id="python"), pytest.param(NATIVE, id="compiled", marks=needs_native)]
+
+
+@pytest.mark.parametrize("native", LOOPS)
+def test_prefixes_kept_unused_for_a_few_frames_are_made_once_and_change_nothing(lm, native, monkeypatch):
+    """A prefix that falls out of the beam as it is made stays in its parent's children a few frames
+    (KEEP_UNUSED_FRAMES), so making it again costs nothing; the search, and the tree left after each
+    chunk, are the same as when it is forgotten at once."""
+    gen = torch.Generator().manual_seed(3)
+    lp = _noisy("turn on the light there and the cat sat on the mat", gen, 1.0)
+    chunks = [7, 3, 11, 5, 9, 4]
+
+    def run(keep: int):
+        monkeypatch.setattr(ctc, "KEEP_UNUSED_FRAMES", keep)
+        search = _Counting(VOCAB, DecodingConfig(beam_size=8, lm_weight=0.7, word_bonus=1.5), lm)
+        saved, ctc._native = ctc._native, native
+        try:
+            state, trees, start = search.start(), [], 0
+            for size in chunks + [lp.shape[0]]:
+                search.advance(state, lp[start:start + size])
+                start += size
+                trees.append((_state(search, state), _tree(state.root)))
+            return trees, search.made
+        finally:
+            ctc._native = saved
+
+    forget, made_forget = run(0)
+    for keep in (1, 4):
+        kept, made_kept = run(keep)
+        assert kept == forget, keep
+        assert made_kept < 0.95 * made_forget, (keep, made_kept, made_forget)
 
 
 def test_the_compiled_loop_is_built_where_a_compiler_is():
