@@ -64,8 +64,11 @@ fi
 dir="$LONG/leg-$leg"
 
 # Weights: the narrow real sets teach few words from many takes (low weight); the broad real sets
-# are what sounds like users (high weight); every synthetic corpus once.
-weight() { case "$1" in real-train) echo 3 ;; real-vctk) echo 2 ;; real-grid|real-wakewords) echo 0.3 ;; *) echo 1 ;; esac; }
+# are what sounds like users (high weight); every synthetic corpus once, but hibari's single voice at half
+# once its corpus is whole (~20 h from leg 4 on, against ~10 h of weighted real speech: at 1 it would be
+# over half of what the network hears).
+weight() { case "$1" in real-train) echo 3 ;; real-vctk) echo 2 ;; real-grid|real-wakewords) echo 0.3 ;;
+           synth-hibari-train) echo 0.5 ;; *) echo 1 ;; esac; }
 train=()
 for f in "$dir"/data/*.jsonl; do
   name=$(basename "$f" .jsonl)
