@@ -1,8 +1,8 @@
 """create_app(): the FastAPI application. Its lifespan loads the model once and starts the inference pool.
 
-Nothing happens at import time. Settings come from the cached ``get_settings`` dependency (or the
-``settings`` given here, installed as its override), so the lifespan and every handler see the same
-values.
+Nothing happens at import time. Settings are the ``settings`` given here, or the environment's (the
+cached ``get_settings``), kept on ``app.state`` (``deps.settings_of``), so the lifespan and every handler
+see the same values.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from model.recognize import Recognizer
 from model.runtime import ServingModel, load_serving_model
 
 from . import errors
+from .deps import settings_of
 from .metrics import Metrics, RequestCounter
 from .recognizer import Engine
 from .routes import ROUTERS
 from .security import BrowserGuard
-from .settings import Settings, get_settings
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def create_app(settings: Settings | None = None, bundle: ServingModel | None = N
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        s: Settings = app.dependency_overrides.get(get_settings, get_settings)()
+        s = app.state.settings = settings_of(app)
         loaded = bundle if bundle is not None else load_for(s)
         engine = Engine(build_recognizer(loaded, s), s, metrics, *model_identity(s))
         app.state.engine = engine
@@ -90,12 +91,11 @@ def create_app(settings: Settings | None = None, bundle: ServingModel | None = N
     app = FastAPI(title="EdgeScribe", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="On-device speech transcription: OpenAI-compatible HTTP, Vosk-compatible WebSocket.")
     app.state.metrics = metrics
-    if settings is not None:
-        app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = settings  # None: the environment's, read when the app starts (settings_of)
     errors.install(app)
     app.add_middleware(RequestCounter, metrics=metrics)
     # Outermost: a refused browser request never reaches the routes; every answer gets the security headers.
-    app.add_middleware(BrowserGuard, settings=lambda: app.dependency_overrides.get(get_settings, get_settings)(),
+    app.add_middleware(BrowserGuard, settings=lambda: settings_of(app),
                        metrics=metrics)
     for router in ROUTERS:
         app.include_router(router)

@@ -3,8 +3,8 @@
 ``Settings`` is a frozen dataclass: each field is one knob, its environment variable is
 ``EDGESCRIBE_`` + the field name in upper case, and its metadata carries the help text and the
 smallest value that makes sense. ``edgescribe serve`` turns each field into a command-line flag too,
-so the two can never drift. Handlers get the settings through the cached ``get_settings``
-dependency, which tests override with ``app.dependency_overrides``.
+so the two can never drift. ``get_settings`` reads them once per process; an app made with its own
+settings (``create_app(settings)``: the CLI, the tests) keeps those on ``app.state`` (``service/deps.py``).
 """
 
 from __future__ import annotations
