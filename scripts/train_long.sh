@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Issue 11's long training, in *legs*: each leg is one whole cosine schedule that fits a working session
-# (~2 h of one training process), warm-started from the model the checkout ships, on the corpora frozen
-# when the leg starts, with the voice levers on. A leg ends with a kmeans4 candidate scored beside the
-# model it started from (beam + LM and greedy, on both validation sets); it is shipped (copied to
-# model/assets/default.esm by hand, with its figures) only when it is ahead, and the next leg then starts
-# from it. The CPU-hours of training add up along that chain of shipped models.
+# (~2 h of one training process), warm-started from the chain's seed (SEED below: the float weights of the
+# last leg that moved ahead, kept in the repository) or, without one, from the model the checkout ships, on
+# the corpora frozen when the leg starts, with the voice levers on. A leg ends with a kmeans4 candidate
+# scored beside its best float weights and the model it started from (beam + LM and greedy, on both
+# validation sets); the candidate is shipped (copied to model/assets/default.esm by hand, with its figures)
+# only when it is ahead of the shipped model, and the float weights become the seed when they are ahead of
+# the init. The CPU-hours of training add up along that chain of seeds.
 #   scripts/train_long.sh              resume the current leg (start leg 1 the first time)
-#   NEW_LEG=1 scripts/train_long.sh    start the next leg (from the shipped model, on corpora frozen now)
+#   NEW_LEG=1 scripts/train_long.sh    start the next leg (from the seed or the shipped model, on corpora frozen now)
 #   NEW_LEG=1 INIT=$DATA/runs/long/leg-1/run/best.esm scripts/train_long.sh
 #                                      start it from an earlier leg's best float weights instead (a leg that was
 #                                      not shipped but not behind either: its steps are not thrown away)
@@ -22,7 +24,8 @@
 #   2. the leg's frozen manifests: every corpus as it is when the leg starts (the corpora keep growing
 #      beside it: scripts/make_synth_corpus.sh). $LONG/legs.tsv records each leg's start and its init;
 #   3. training: LEG_STEPS steps, one cosine schedule, resumable (--resume);
-#   4. export kmeans4 and score it and the init model on the validation sets ($LEG/scores.txt).
+#   4. export kmeans4 and score it, the best float weights and the init model on the validation sets
+#      ($LEG/scores.txt).
 set -euo pipefail
 DATA=${DATA:-/work/data}
 SHARED=${SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
@@ -31,7 +34,12 @@ LONG=${LONG:-$DATA/runs/long}
 # it, the second core shared with synthesis or an image build: 1800 steps is 1-1.7 h, which leaves a session the
 # time to score and ship the result. (Leg 1 ran its first 400 steps under 3000 and 2400 before this was set.)
 LEG_STEPS=${LEG_STEPS:-1800}
-INIT=${INIT:-model/assets/default.esm}
+# The chain's float weights travel in the repository (SEED, ~2.3 MB), because the data folder does not always
+# survive to the next session: a leg whose best float weights are ahead of its init on validation (greedy) is
+# copied there by hand with its figures (SEED.md), shipped or not, and the next leg starts from it. Without a
+# seed a leg starts from the shipped model (its kmeans4 weights).
+SEED=${SEED:-scripts/long_run/seed.esm}
+if [ -z "${INIT:-}" ]; then if [ -e "$SEED" ]; then INIT=$SEED; else INIT=model/assets/default.esm; fi; fi
 # Trained quantisation: after the leg, the kmeans4 codebooks are fine-tuned for this many steps on the training
 # batches (leg 1 exported plain kmeans4, which cost it 1.7-2.5 CER points against its float weights).
 CODEBOOK_STEPS=${CODEBOOK_STEPS:-300}
@@ -101,9 +109,10 @@ if [ "$CODEBOOK_STEPS" -gt 0 ]; then
 else
   python3 -m edgescribe.cli export "$dir/run/best.esm" --codec kmeans4 --beam-size 8 --out "$dir/candidate.esm"
 fi
+cp "$dir/run/best.esm" "$dir/best.esm"  # the best float weights, scored as they are
 cat "$dir/data/real-valid.jsonl" "$dir/data/real-valid_vctk.jsonl" > "$dir/valid-both.jsonl"
 {
-  for m in init candidate; do
+  for m in init best candidate; do
     echo "== $m: greedy"
     python3 -m edgescribe.cli eval --model "$dir/$m.esm" --beam-size 1 --lm none --threads 1 "$dir/valid-both.jsonl"
     echo "== $m: beam 8 + LM"
@@ -112,3 +121,4 @@ cat "$dir/data/real-valid.jsonl" "$dir/data/real-valid_vctk.jsonl" > "$dir/valid
 } > "$dir/scores.txt.tmp" && mv "$dir/scores.txt.tmp" "$dir/scores.txt"
 cat "$dir/scores.txt"
 echo "ship it (only when ahead): cp $dir/candidate.esm model/assets/default.esm (it carries its ONNX graph)"
+echo "keep the chain (when best is ahead of init, greedy): mkdir -p $(dirname "$SEED") && cp $dir/best.esm $SEED, figures in ${SEED%.esm}.md"
