@@ -389,16 +389,18 @@ def _command(clip: str) -> bytes:
     return np.clip(np.round(audio * 32768), -32768, 32767).astype("<i2").tobytes()
 
 
-@pytest.mark.parametrize(("clip", "text", "slots"), [
-    ("cmd00", "set the kitchen lights to fifty percent", {"area": {"value": "kitchen", "text": "kitchen"},
-                                                          "brightness": {"value": 50, "text": "fifty"}}),
+@pytest.mark.parametrize(("clip", "texts", "slots"), [
+    # The template makes the plural optional; cmd00 runs "lights to" together (Whisper tiny.en and base hear
+    # "light"): either spelling, the same intent.
+    ("cmd00", ("set the kitchen lights to fifty percent", "set the kitchen light to fifty percent"),
+     {"area": {"value": "kitchen", "text": "kitchen"}, "brightness": {"value": 50, "text": "fifty"}}),
     # A 1.2 s pause where no sentence can end: still one command.
-    ("cmd03", "set the living room lights to twenty percent", {"area": {"value": "living_room", "text": "living room"},
-                                                               "brightness": {"value": 20, "text": "twenty"}}),
+    ("cmd03", ("set the living room lights to twenty percent",),
+     {"area": {"value": "living_room", "text": "living room"}, "brightness": {"value": 20, "text": "twenty"}}),
 ])
-def test_template_mode_answers_the_sentence_and_its_intent(template_server, clip, text, slots):
+def test_template_mode_answers_the_sentence_and_its_intent(template_server, clip, texts, slots):
     event = run(transcribe(template_server.port, _command(clip), 16000))
-    assert Transcript.from_event(event).text == text
+    assert Transcript.from_event(event).text in texts
     intent = event.data["intent"]
     assert (intent["name"], intent["slots"]) == ("HassLightSet", slots) and 0 < intent["confidence"] <= 1
 
