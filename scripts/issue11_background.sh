@@ -3,7 +3,7 @@
 #   scripts/issue11_background.sh            (DATA=/work/data; logs in $DATA/logs/)
 # 1. scripts/train_long.sh: the current leg of the long training (one training process, one thread, and
 #    its loader), resumed from its newest checkpoint. NEW_LEG=1 in the environment starts the next leg
-#    (from the seed, scripts/long_run/seed.esm, or the shipped model; on the corpora frozen now). (The architecture comparison,
+#    (from the shipped model, on the corpora frozen now). (The architecture comparison,
 #    scripts/compare_architectures.sh, is finished.)
 # 2. scripts/make_synth_corpus.sh with one Debian worker: the synthetic corpora (resumable: what is on
 #    disk is kept), at low priority, so that the second core stays usable for other work.

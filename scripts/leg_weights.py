@@ -16,30 +16,25 @@ standard error.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from model.training.manifest import ManifestError, parse_manifest_arg, read_manifest
+
 
 def manifest_hours(path: Path) -> float:
-    """Sum of the ``duration`` fields (seconds) of a JSONL manifest, in hours."""
-    seconds = 0.0
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                seconds += float(json.loads(line)["duration"])
-            except (ValueError, KeyError, TypeError) as e:
-                raise SystemExit(f"{path}:{n}: no readable duration ({e})") from e
-    return seconds / 3600
+    """Hours of audio a JSONL manifest lists (its ``duration`` fields)."""
+    try:
+        return sum(u.duration for u in read_manifest(path)) / 3600
+    except ManifestError as e:
+        raise SystemExit(str(e)) from e
 
 
 def split_spec(spec: str) -> tuple[Path, float]:
-    path, _, weight = spec.rpartition(":")
-    if not path:
-        raise SystemExit(f"expected MANIFEST:WEIGHT, got {spec!r}")
-    return Path(path), float(weight)
+    try:
+        return parse_manifest_arg(spec)
+    except ManifestError as e:
+        raise SystemExit(str(e)) from e
 
 
 def leg_weights(real: list[tuple[Path, float, float]], synth: list[tuple[Path, float, float]],
