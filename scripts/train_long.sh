@@ -32,6 +32,9 @@ LONG=${LONG:-$DATA/runs/long}
 # ~0.7 steps/s with the levers on (bf16 on AVX512-BF16; 0.3-0.45 in fp32 elsewhere), one thread, a loader beside
 # it, the second core shared with synthesis or an image build: 1800 steps is 1-1.7 h, which leaves a session the
 # time to score and ship the result. (Leg 1 ran its first 400 steps under 3000 and 2400 before this was set.)
+# A leg's LEG_STEPS is written to $LEG/steps when it starts, and a resume reads it from there (leg 7, started
+# with LEG_STEPS=4000, was resumed once without it and ran 156 steps on an 1800-step schedule's tail).
+LEG_STEPS_SET=${LEG_STEPS:-}
 LEG_STEPS=${LEG_STEPS:-1800}
 # The chain travels in the repository as the shipped model only (the repository holds no other weights): the
 # data folder does not always survive to the next session, and the int8 file that ships loses nothing
@@ -64,9 +67,16 @@ if [ "$leg" = 0 ] || [ "${NEW_LEG:-0}" = 1 ]; then
   done
   printf '%s\t%s\t%s\t%s\n' "$leg" "$(date -u +%FT%TZ)" "$(git rev-parse --short HEAD)" \
     "$(sha256sum "$dir/init.esm" | cut -c1-12)" >> "$LONG/legs.tsv"
+  echo "$LEG_STEPS" > "$dir/steps"
   echo "$leg" > "$LONG/leg"
 fi
 dir="$LONG/leg-$leg"
+if [ -s "$dir/steps" ]; then
+  if [ -n "$LEG_STEPS_SET" ] && [ "$LEG_STEPS_SET" != "$(cat "$dir/steps")" ]; then
+    echo "train_long.sh: leg $leg was started with LEG_STEPS=$(cat "$dir/steps"), not $LEG_STEPS_SET" >&2; exit 1
+  fi
+  LEG_STEPS=$(cat "$dir/steps")
+fi
 
 # Weights: the narrow real sets teach few words from many takes (low weight); the broad real sets
 # are what sounds like users (high weight); hibari's single voice at half the other synthetic corpora. The

@@ -25,7 +25,7 @@ from model.training import augment
 from model.training.batching import BatchPlan, epoch_batches, shard
 from model.training.config import AugmentConfig, TrainConfig, config_from_args
 from model.training.data import Skipped, SpeechDataset, load_utterances
-from model.training.loop import lr_factor, train
+from model.training.loop import config_changes, lr_factor, train
 from model.training.manifest import read_manifest
 from model.training.metrics import corpus_error_rates, edit_distance
 
@@ -188,6 +188,14 @@ def test_lr_warms_up_then_decays_to_the_floor():
     assert f[0] == pytest.approx(0.1) and f[9] == pytest.approx(1.0)
     assert all(x >= y for x, y in zip(f[10:], f[11:], strict=False))
     assert lr_factor(100, 10, 100, 0.05) == pytest.approx(0.05)
+
+
+def test_a_resume_names_the_settings_that_changed_and_not_tuples_read_back_as_lists():
+    saved = TrainConfig(train=("a.jsonl",), out="run", max_steps=4000).to_dict()
+    on_disk = json.loads(json.dumps(saved))  # train_config.json: every tuple a list
+    assert config_changes(saved, on_disk) == []
+    assert config_changes(saved, {**on_disk, "max_steps": 1800}) == ["max_steps"]
+    assert config_changes(saved, {**on_disk, "lr": 1.0, "seed": 3}) == ["lr", "seed"]
 
 
 def test_augmentations_are_switchable_and_seeded(fixtures_dir):

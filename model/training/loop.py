@@ -102,6 +102,13 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Top-level keys whose values differ between a checkpoint's configuration and this run's, compared as
+    JSON (a checkpoint keeps tuples where the configuration file has lists)."""
+    a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
+    return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+
+
 def load_valid_set(specs: tuple[str, ...], vocab: Vocabulary, features: FeatureConfig, limit: int | None) -> ValidSet:
     items, skipped = load_utterances(specs, vocab, features, limit=limit)
     if skipped:
@@ -253,8 +260,10 @@ def _train(cfg: TrainConfig, ctx: distributed.DistContext, resume: bool, stop_af
     epoch_skips: Counter = Counter()
     if found is not None:
         path, state = found
-        if state["config"] != cfg.to_dict():
-            log.warning("resuming %s with a configuration that differs from the checkpoint's", path)
+        changed = config_changes(state["config"], cfg.to_dict())
+        if changed:
+            log.warning("resuming %s with a configuration that differs from the checkpoint's: %s",
+                        path, ", ".join(changed))
         bundle = bundle_from_payload(state["model"], str(path))
         step, epoch, batch_pos = state["step"], state["epoch"], state["batch_in_epoch"]
         best_wer = state["best_wer"]
