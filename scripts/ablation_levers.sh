@@ -7,6 +7,8 @@
 #   FROZEN=folder     the frozen manifests (default: the architecture runs'; a long-training leg's data/ works)
 #   ONLY="none all"   run (and tabulate) only these arms
 #   OUT=folder        where the arms go (default $DATA/runs/levers)
+#   LR=1e-3           peak learning rate (5e-4 from a model that has trained long, as the long run's legs use)
+#   ONLY="all all-seed1 no-vtlp no-eq no-babble no-lossy no-rooms"   leave one out instead
 # Idempotent: a finished arm (its model.esm) is skipped; a killed one resumes.
 set -euo pipefail
 DATA=${DATA:-/work/data}
@@ -14,6 +16,7 @@ ARCH="$DATA/runs/arch"
 FROZEN=${FROZEN:-$ARCH/data}
 INIT=${INIT:-$ARCH/gru256x4-shared/model-fp32.esm}
 STEPS=${STEPS:-600}
+LR=${LR:-1e-3}
 OUT=${OUT:-$DATA/runs/levers}
 # bf16 only where the CPU has bf16 arithmetic (see train_long.sh).
 if grep -qE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null; then PRECISION=${PRECISION:-bf16}; else PRECISION=${PRECISION:-fp32}; fi
@@ -30,6 +33,14 @@ ARMS=(
   "lossy:--lossy --lossy-prob 0.3"
   "rooms:--reverb --reverb-prob 0.3 --reverb-rirs $DATA/rirs"
   "all:--vtlp --eq --babble --lossy --reverb --reverb-rirs $DATA/rirs"
+  # Leave one out of all (the levers as the long run uses them), and all again with another seed: the
+  # spread between the two seeds is the noise a lever's difference has to clear.
+  "all-seed1:--vtlp --eq --babble --lossy --reverb --reverb-rirs $DATA/rirs --seed 1"
+  "no-vtlp:--eq --babble --lossy --reverb --reverb-rirs $DATA/rirs"
+  "no-eq:--vtlp --babble --lossy --reverb --reverb-rirs $DATA/rirs"
+  "no-babble:--vtlp --eq --lossy --reverb --reverb-rirs $DATA/rirs"
+  "no-lossy:--vtlp --eq --babble --reverb --reverb-rirs $DATA/rirs"
+  "no-rooms:--vtlp --eq --babble --lossy"
 )
 if [ -n "${ONLY:-}" ]; then
   kept=()
@@ -41,8 +52,8 @@ for arm in "${ARMS[@]}"; do
   [ -e "$OUT/$name/model.esm" ] && continue
   # shellcheck disable=SC2086
   python3 -m edgescribe.cli train --init "$INIT" "${train[@]}" --valid "$FROZEN/real-valid.jsonl" \
-    --out "$OUT/$name" --max-steps "$STEPS" --warmup-steps 50 --lr 1e-3 --precision "$PRECISION" --threads 1 \
-    --workers 1 --cache --no-progress --valid-every "$STEPS" --checkpoint-every 100 --seed 0 --codec fp32 \
+    --out "$OUT/$name" --max-steps "$STEPS" --warmup-steps 50 --lr "$LR" --precision "$PRECISION" --threads 1 \
+    --workers 1 --cache --no-progress --valid-every "$STEPS" --checkpoint-every 100 --codec fp32 --seed 0 \
     $flags --resume
 done
 {
