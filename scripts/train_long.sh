@@ -24,7 +24,8 @@
 #      beside it: scripts/make_synth_corpus.sh). $LONG/legs.tsv records each leg's start and its init;
 #   3. training: LEG_STEPS steps, one cosine schedule, resumable (--resume);
 #   4. export kmeans4 and int8 and score them, the best float weights and the init model on the validation sets
-#      ($LEG/scores.txt).
+#      ($LEG/scores.txt);
+#   5. the LM weight and word bonus re-tuned on the same sets for the int8 and kmeans4 exports ($LEG/tune-*.json).
 set -euo pipefail
 DATA=${DATA:-/work/data}
 SHARED=${SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
@@ -122,8 +123,8 @@ else
   python3 -m edgescribe.cli export "$dir/run/best.esm" --codec kmeans4 --beam-size 8 --out "$dir/candidate.esm"
 fi
 cp "$dir/run/best.esm" "$dir/best.esm"  # the best float weights, scored as they are
-# int8 of the same float weights (1.7 MB with its graph, under the 2 MB cap): in legs 1 and 5 it scored the
-# best beam + LM figure, ahead of the kmeans4 candidate (leg 5's int8 is the shipped model).
+# int8 of the same float weights (1.7 MB with its graph, under the 2 MB cap): in legs 1, 5, 7 and 8 it scored
+# the best beam + LM figure, ahead of the kmeans4 candidate or (leg 8) tied with it (legs 5 and 8 shipped int8).
 python3 -m edgescribe.cli export "$dir/best.esm" --codec int8 --beam-size 8 --out "$dir/int8.esm"
 cat "$dir/data/real-valid.jsonl" "$dir/data/real-valid_vctk.jsonl" > "$dir/valid-both.jsonl"
 {
@@ -135,4 +136,18 @@ cat "$dir/data/real-valid.jsonl" "$dir/data/real-valid_vctk.jsonl" > "$dir/valid
   done
 } > "$dir/scores.txt.tmp" && mv "$dir/scores.txt.tmp" "$dir/scores.txt"
 cat "$dir/scores.txt"
-echo "ship it (only when ahead): cp $dir/candidate.esm (or int8.esm) model/assets/default.esm (it carries its ONNX graph)"
+# 5. The LM weight and word bonus re-tuned for both exports on the same validation sets (the issue's rule: choose
+# by validation WER with beam + LM at re-tuned settings; legs 7 and 8 each moved by 0.5-1 point with it).
+for m in int8 candidate; do
+  [ -s "$dir/tune-$m.json" ] || python3 scripts/tune_decoding.py --model "$dir/$m.esm" \
+    --lm-weights 0.3,0.4,0.5,0.6 --word-bonuses 1.5,2,2.5,3 --json "$dir/tune-$m.json.tmp" "$dir/valid-both.jsonl" \
+    > /dev/null && mv "$dir/tune-$m.json.tmp" "$dir/tune-$m.json"
+  python3 - "$m" "$dir/tune-$m.json" <<'PY'
+import json, sys
+best = min(json.load(open(sys.argv[2]))["results"], key=lambda r: (r["wer"], r["cer"]))
+print(f"{sys.argv[1]}: best LM weight {best['lm_weight']}, word bonus {best['word_bonus']}: "
+      f"beam 8 + LM WER {best['wer']:.2%} CER {best['cer']:.2%}")
+PY
+done
+echo "ship it (only when ahead of the shipped model at its own re-tuned settings, and the tests pass):"
+echo "  edgescribe export $dir/int8.esm (or candidate.esm) --codec keep --lm-weight W --word-bonus B --out model/assets/default.esm"
