@@ -8,6 +8,8 @@
 # along that chain of shipped models.
 #   scripts/train_long.sh              resume the current leg (start leg 1 the first time)
 #   NEW_LEG=1 scripts/train_long.sh    start the next leg (from the shipped model, on corpora frozen now)
+#   LEGS_BEFORE=10 scripts/train_long.sh
+#                                      on a fresh data folder: its first leg is leg 11
 #   NEW_LEG=1 INIT=$DATA/runs/long/leg-5/run/best.esm scripts/train_long.sh
 #                                      start it from an earlier leg's best float weights instead, while the data
 #                                      folder still holds them (legs 6 and 7 started from leg 5's this way)
@@ -55,8 +57,10 @@ mkdir -p "$LONG"
 [ -e "$DATA/real/vctk.jsonl" ] || python3 scripts/prepare_default_data.py --data "$SHARED/data" --out "$DATA/real"
 
 # 2. The leg and its frozen manifests.
-leg=$(cat "$LONG/leg" 2>/dev/null || echo 0)
-if [ "$leg" = 0 ] || [ "${NEW_LEG:-0}" = 1 ]; then
+# On a fresh data folder the legs are counted on from LEGS_BEFORE (the last leg docs/curves/long-run.md records),
+# so their numbers stay those of the docs (leg 10, 2026-12-04, came after leg 9 was lost with its folder).
+leg=$(cat "$LONG/leg" 2>/dev/null || echo "${LEGS_BEFORE:-0}")
+if [ ! -s "$LONG/leg" ] || [ "${NEW_LEG:-0}" = 1 ]; then
   leg=$((leg + 1))
   dir="$LONG/leg-$leg"
   mkdir -p "$dir/data"

@@ -6,6 +6,16 @@ log-prob arrays come from the heap and their pages stay resident after the reque
 A fixed threshold keeps large arrays mmap'd: freed, they leave the process (a few MiB of a server's
 resident memory after 200 requests of `edgescribe bench-engines`). Elsewhere (musl, macOS) this does
 nothing.
+
+The threshold is 512 KiB, above a 1 s upload chunk's working arrays (the filterbank's frames and
+spectrum are 0.16-0.21 MB each), and the heap's top is trimmed only past 2 MiB free (a chunk frees
+about 1.2 MB; with 1 MiB the top was trimmed and faulted in again at every chunk, ~200 page faults
+each). Fixing any mallopt setting turns glibc's dynamic adjustment off, which leaves the trim
+threshold at its 128 KiB default: as first set here, with a 64 KiB threshold alone, every chunk's
+arrays were mmap'd or trimmed away and faulted in again, and the filterbank ran 4-6x slower in the
+server than in a plain process (0.0036 against 0.0006 of real time; the network 15% slower), a third
+of a request's time (py-spy). Arrays the size of a whole upload's features or a long segment's
+log-probs are still mmap'd and given back.
 """
 
 from __future__ import annotations
@@ -16,12 +26,15 @@ import logging
 
 log = logging.getLogger(__name__)
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
-MMAP_THRESHOLD_BYTES = 64 * 1024
+M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 512 << 10
+TRIM_THRESHOLD_BYTES = 2 << 20
 
 
-def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
-    """Make glibc mmap every block of ``nbytes`` or more, for good; False where that cannot be done."""
+def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES, trim_bytes: int = TRIM_THRESHOLD_BYTES) -> bool:
+    """Make glibc mmap every block of ``nbytes`` or more, for good, and give the heap's top back once
+    ``trim_bytes`` of it are free; False where that cannot be done."""
     name = ctypes.util.find_library("c")
     if name is None:
         return False
@@ -32,7 +45,7 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES) -> bool:
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    ok = mallopt(M_MMAP_THRESHOLD, nbytes) == 1
+    ok = mallopt(M_MMAP_THRESHOLD, nbytes) == 1 and mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1
     if not ok:
         log.debug("mallopt(M_MMAP_THRESHOLD) refused")
     return ok
