@@ -32,6 +32,7 @@ from model.templates import Templates
 from model.tokens import normalize_text
 
 from .errors import BadField, Busy, ClientGone, IdleTimeout
+from .memory import give_back_free_memory
 from .metrics import Metrics
 from .settings import Settings
 
@@ -180,10 +181,13 @@ class Engine:
                             cancelled=cancel.is_set)
         counted = _CountedChunks(chunks, cancel)
         segments = []
-        for segment in self.recognizer.iter_segments(counted, hotwords, grammar):
-            segments.append(segment)
-            if on_segment is not None:
-                on_segment(segment)
+        try:
+            for segment in self.recognizer.iter_segments(counted, hotwords, grammar):
+                segments.append(segment)
+                if on_segment is not None:
+                    on_segment(segment)
+        finally:
+            give_back_free_memory()  # what the chunks reused during the request (service/memory.py)
         return Transcription(segments, counted.samples / self.recognizer.sample_rate,
                              time.perf_counter() - started)
 

@@ -70,3 +70,29 @@ def test_a_chunks_filterbank_arrays_are_reused_not_faulted_in_again():
 
     assert per_chunk("64k") > 100  # thresholds under the chunk's arrays: ~500 pages faulted per chunk
     assert per_chunk("fixed") < 5
+
+
+# Ten 0.4 MB arrays (under the mmap threshold: heap) freed below a live one, so the heap's top cannot
+# shrink: the 4 MB stay resident until give_back_free_memory (malloc_trim) hands their pages back. Prints
+# the resident drop it made, in MB.
+TRIM_PROBE = r"""
+import numpy as np
+from service.memory import fix_mmap_threshold, give_back_free_memory
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+assert fix_mmap_threshold()
+blocks = [np.ones(100_000, np.float32) for _ in range(10)]
+pin = np.ones(75_000, np.float32)  # 0.3 MB: larger than any free block left from start-up, so it goes on top
+del blocks
+before = rss()
+give_back_free_memory()
+print(before - rss())
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_free_heap_pages_are_given_back_after_a_request():
+    r = subprocess.run([sys.executable, "-c", TRIM_PROBE], capture_output=True, text=True, check=True)
+    assert float(r.stdout.strip()) > 3
