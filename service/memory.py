@@ -49,7 +49,7 @@ def fix_mmap_threshold(nbytes: int = MMAP_THRESHOLD_BYTES, trim_bytes: int = TRI
     mallopt.restype = ctypes.c_int
     ok = mallopt(M_MMAP_THRESHOLD, nbytes) == 1 and mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1
     if not ok:
-        log.debug("mallopt(M_MMAP_THRESHOLD) refused")
+        log.debug("mallopt(M_MMAP_THRESHOLD or M_TRIM_THRESHOLD) refused")
         return False
     global _trim
     with contextlib.suppress(AttributeError):
