@@ -27,6 +27,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--lm-weight", type=float, default=None, help="LM weight (default: the model's setting)")
     g.add_argument("--word-bonus", type=float, default=None,
                    help="score added per word with an LM (default: the model's setting)")
+    g.add_argument("--end-padding", dest="end_padding_seconds", type=float, default=None, metavar="SECONDS",
+                   help="seconds of silence run through the network after the audio ends (default: the model's "
+                   "setting)")
     g.add_argument("--grammar", default=None, metavar="FILE",
                    help="restrict output to these phrases: a JSON list (Vosk grammar) or one phrase a line; "
                    "add \"[unk]\" to allow anything else")
@@ -44,7 +47,8 @@ def recognizer_from_args(args: argparse.Namespace) -> tuple[ServingModel, Recogn
 
         torch.set_num_threads(max(1, args.threads))
     changes = {k: v for k, v in (("beam_size", args.beam_size), ("lm_weight", getattr(args, "lm_weight", None)),
-                                 ("word_bonus", getattr(args, "word_bonus", None))) if v is not None}
+                                 ("word_bonus", getattr(args, "word_bonus", None)),
+                                 ("end_padding_seconds", getattr(args, "end_padding_seconds", None))) if v is not None}
     decoding = dataclasses.replace(bundle.decoding, **changes)
     return bundle, Recognizer(bundle, decoding, load_lm_choice(getattr(args, "lm", "none")))
 

@@ -46,6 +46,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--beam-size", type=int, default=None, help="CTC beam width; 1 = greedy")
     g.add_argument("--lm-weight", type=float, default=None, help="weight of the word LM, as tuned on a dev set")
     g.add_argument("--word-bonus", type=float, default=None, help="score per word with an LM, as tuned")
+    g.add_argument("--end-padding", dest="end_padding_seconds", type=float, default=None, metavar="SECONDS",
+                   help="seconds of silence run through the network after the audio ends, as tuned")
 
 
 def load_source(path: str) -> ModelBundle:
@@ -89,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
         ref, encoded = _load_source(args.checkpoint)
         if args.codec == KEEP and encoded is None:
             raise CheckpointError(f"{args.checkpoint}: --codec keep needs a model file, not a training checkpoint")
-        changes = {k: v for k in ("beam_size", "lm_weight", "word_bonus") if (v := getattr(args, k)) is not None}
+        changes = {k: v for k in ("beam_size", "lm_weight", "word_bonus", "end_padding_seconds")
+                   if (v := getattr(args, k)) is not None}
         ref.decoding = dataclasses.replace(ref.decoding, **changes)
         codec = "fp32" if args.codec == KEEP else args.codec
         graph = onnx if args.format == "esm" else (onnx or "none")  # a bare graph is always made

@@ -69,6 +69,11 @@ class DecodingConfig:
     hotword_bonus: float = 2.0  # log-score added per character that extends a hotword
     lm_weight: float = 0.5  # weight of an external word LM, when one is given
     word_bonus: float = 1.0  # insertion bonus per word, balancing the LM's length penalty
+    # Seconds of silence run through the network after the end of the audio (uncounted), so a model that emits
+    # a word's last letters late gets them out: the shipped one lost them where the audio stops right at the
+    # word ("eight" -> "eigh" on FSDD). 0 for a model that does not ask for it (a tiny model overfit on clips
+    # that end at their last word loses that word's last letter to it).
+    end_padding_seconds: float = 0.0
     hotwords: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod

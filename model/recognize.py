@@ -289,20 +289,29 @@ class Stream:
             return greedy_decode(self._frames(), self.rec.bundle.vocab).text
         return self.search.best(self._advance_beam(self.search, self._frames()), final=False).text
 
-    def finish(self) -> list[Segment]:
-        """End of audio: flush the front end with silence-free padding and close the last segment."""
+    def finish(self, end_padding_seconds: float | None = None) -> list[Segment]:
+        """End of audio: flush the front end and the network (the padding is not counted as audio: times stay
+        inside it) and close the last segment. ``end_padding_seconds``: the decoding setting's unless given."""
+        if end_padding_seconds is None:
+            end_padding_seconds = self.rec.decoding.end_padding_seconds
+        # Silence after the audio (zeros, uncounted): end_padding_seconds of it to let the network's last letters
+        # out (DecodingConfig), and at least what completes the last partial analysis window, so that the final
+        # 25 ms are not dropped. (Feature-mean frames instead scored as well on validation, but after silence
+        # they are a sudden sound of their own, and a model heard a letter in them.)
         tail = self.fbank.pending
-        if tail.size:
-            # Zero-pad the last partial analysis window so the final 25 ms are not dropped.
-            pad = self.rec.extractor.cfg.window_size - tail.size
-            if pad > 0:
-                self.accept(np.zeros(pad, dtype=np.float32))
-                self.samples_seen -= pad
-        pending = self.state.pending.shape[1]
-        if pending:
+        pad = max(round(end_padding_seconds * self.rec.sample_rate),
+                  self.rec.extractor.cfg.window_size - tail.size if tail.size else 0)
+        if pad > 0:
+            feats = self.fbank.accept(np.zeros(pad, np.float32))
+            if feats.shape[0]:
+                out, self.state = self.rec.acoustic.step(feats, self.state)
+                if out.shape[0]:
+                    self.log_probs.append(out)
+        if self.state.pending.shape[1]:
             # The front end needs 7 frames of context: pad with the feature mean (zero after
             # normalisation) so the last frames are emitted.
-            fill = np.broadcast_to(self.rec.acoustic.feat_mean, (RECEPTIVE_FIELD - 1, self.rec.acoustic.feat_mean.size))
+            mean = self.rec.acoustic.feat_mean
+            fill = np.broadcast_to(mean, (RECEPTIVE_FIELD - 1, mean.size))
             out, self.state = self.rec.acoustic.step(fill, self.state)
             if out.shape[0]:
                 self.log_probs.append(out)

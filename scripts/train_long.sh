@@ -46,6 +46,9 @@ INIT=${INIT:-model/assets/default.esm}
 # Trained quantisation: after the leg, the kmeans4 codebooks are fine-tuned for this many steps on the training
 # batches (leg 1 exported plain kmeans4, which cost it 1.7-2.5 CER points against its float weights).
 CODEBOOK_STEPS=${CODEBOOK_STEPS:-300}
+# Decoding: silence run through the network after the end of the audio, so the last letters come out (DecodingConfig;
+# 0.2 s since 2026-12-04, tuned on validation with leg 8's model: FSDD's trimmed digits lost them).
+END_PADDING=${END_PADDING:-0.2}
 LR=${LR:-5e-4}  # warm start: half the from-scratch peak (1e-3 held the first plan behind its init)
 # bf16 autocast only where the CPU has bf16 arithmetic (AVX512-BF16 or AMX): elsewhere torch emulates it
 # and a step took ~14x as long as in fp32 (seen 2026-12-02 on an EPYC without AVX-512).
@@ -122,14 +125,16 @@ python3 -m edgescribe.cli train --init "$dir/init.esm" "${train[@]}" \
 # 4. The candidate and its scores beside the init model's, on the same validation sets. With trained codebooks
 # the candidate is the run's model.esm (best float weights, clustered, codebooks fine-tuned); else plain kmeans4.
 if [ "$CODEBOOK_STEPS" -gt 0 ]; then
-  python3 -m edgescribe.cli export "$dir/run/model.esm" --codec keep --beam-size 8 --out "$dir/candidate.esm"
+  python3 -m edgescribe.cli export "$dir/run/model.esm" --codec keep --beam-size 8 --end-padding "$END_PADDING" \
+    --out "$dir/candidate.esm"
 else
-  python3 -m edgescribe.cli export "$dir/run/best.esm" --codec kmeans4 --beam-size 8 --out "$dir/candidate.esm"
+  python3 -m edgescribe.cli export "$dir/run/best.esm" --codec kmeans4 --beam-size 8 --end-padding "$END_PADDING" \
+    --out "$dir/candidate.esm"
 fi
 cp "$dir/run/best.esm" "$dir/best.esm"  # the best float weights, scored as they are
 # int8 of the same float weights (1.7 MB with its graph, under the 2 MB cap): in legs 1, 5, 7 and 8 it scored
 # the best beam + LM figure, ahead of the kmeans4 candidate or (leg 8) tied with it (legs 5 and 8 shipped int8).
-python3 -m edgescribe.cli export "$dir/best.esm" --codec int8 --beam-size 8 --out "$dir/int8.esm"
+python3 -m edgescribe.cli export "$dir/best.esm" --codec int8 --beam-size 8 --end-padding "$END_PADDING" --out "$dir/int8.esm"
 cat "$dir/data/real-valid.jsonl" "$dir/data/real-valid_vctk.jsonl" > "$dir/valid-both.jsonl"
 {
   for m in init best candidate int8; do

@@ -131,3 +131,40 @@ def test_segments_carry_the_n_best_when_asked():
         assert s.alternatives[0].transcript == Transcript(s.text, s.words)
         scores = [h.score for h in s.alternatives]
         assert scores == sorted(scores, reverse=True)
+
+
+class LateNetwork(Network):
+    """Like LoudnessNetwork, but each 'a' comes four 40 ms frames after its loud frame, as a CTC model emits
+    a word's last letters after they are spoken. The delay line lives in the hidden state."""
+
+    DELAY = 4
+
+    def step(self, chunk, state):
+        buf = torch.cat([state.pending, chunk], dim=1)
+        n = buf.shape[1] // SUBSAMPLING
+        frames = buf[:, : n * SUBSAMPLING].reshape(buf.shape[0], n, SUBSAMPLING * buf.shape[2]).mean(dim=2)
+        history = torch.cat([state.hidden[0, 0, : self.DELAY] > 0.5, frames[0] > 5.0])
+        even = (torch.arange(n) + state.frames_out) % 2 == 0
+        emit = history[:n] & even
+        out = torch.full((1, n, self.cfg.vocab_size), -20.0)
+        out[..., 0] = torch.where(emit, -20.0, 0.0)
+        out[..., 3] = torch.where(emit, 0.0, -20.0)  # 'a'
+        hidden = state.hidden.clone()
+        hidden[0, 0, : self.DELAY] = history[history.numel() - self.DELAY :].float()
+        return out, StreamState(buf[:, n * SUBSAMPLING :], hidden, state.cell, state.frames_out + n)
+
+
+def test_the_end_of_the_audio_lets_late_letters_out():
+    cfg = NetworkConfig(hidden=8, conv_channels=2, depth=1)
+    rec = Recognizer(ModelBundle(LateNetwork(cfg).eval(), load_model().features, Vocabulary()))
+    audio = np.concatenate([np.zeros(8000, np.float32), _tone(0.4)])  # the sound runs to the very end
+
+    def decode(padding: float):
+        stream = rec.stream()
+        assert stream.accept(audio) == []
+        return stream.finish(padding)
+
+    padded, cut = decode(0.2), decode(0.0)
+    assert "".join(s.text for s in padded) == "a" * 5  # one per other frame of the 0.4 s sound
+    assert len("".join(s.text for s in cut)) < 5  # without the padding the last ones never came out
+    assert padded[-1].end <= audio.size / 16000  # the padding is not audio: times stay inside it
