@@ -12,7 +12,8 @@ spectrum are 0.16-0.21 MB each), and the heap's top is trimmed only past 2 MiB f
 about 1.2 MB; with 1 MiB the top was trimmed and faulted in again at every chunk, ~200 page faults
 each). Fixing any mallopt setting turns glibc's dynamic adjustment off, which leaves the trim
 threshold at its 128 KiB default: as first set here, with a 64 KiB threshold alone, every chunk's
-arrays were mmap'd or trimmed away and faulted in again, and the filterbank ran 4-6x slower in the
+arrays were mmap'd or trimmed away and faulted in again (the tests' probe counts the faults), and the
+filterbank ran 4-6x slower (a one-off timing) in the
 server than in a plain process (0.0036 against 0.0006 of real time; the network 15% slower), a third
 of a request's time (py-spy). Arrays the size of a whole upload's features or a long segment's
 log-probs are still mmap'd and given back.
